@@ -14,7 +14,7 @@ training pairs) and the unseen lists of the four zero-shot settings used by GEN-
 >>> v.interaction_name(0)
 'board airplane'
 >>> v.interaction_id(v.verbs.index("ride"), v.objects.index("bicycle"))
-16
+18
 >>> len(v.zero_shot["unseen_verb"])
 84
 """

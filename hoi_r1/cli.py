@@ -1,0 +1,98 @@
+"""The ``hoi-r1`` command: LightningCLI's ``fit / validate / test / predict`` plus the project's
+own commands.
+
+    hoi-r1 fit --config configs/demo_sft.yaml
+    hoi-r1 fit --config configs/hico_sft_qwen2_5_vl_3b.yaml --ckpt_path last
+    hoi-r1 synth --out data/synthetic
+    hoi-r1 eval --annotations test_hico.json --predictions preds.json --protocol qpic
+    hoi-r1 tiny-model --out checkpoints/tiny-qwen2_5_vl
+
+The model class is chosen in YAML (``model.class_path``: :class:`~hoi_r1.sft.SFTModule` now,
+the GRPO module later); the data is always :class:`~hoi_r1.datamodule.HOIDataModule`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from lightning.pytorch.cli import LightningCLI
+
+
+def _synth(argv: list[str]) -> int:
+    from hoi_r1.readers.synthetic import main
+
+    return main(argv)
+
+
+def _eval(argv: list[str]) -> int:
+    from hoi_r1.evaluate import main
+
+    return main(argv)
+
+
+def _tiny_model(argv: list[str]) -> int:
+    import argparse
+
+    from hoi_r1.tiny import TinyModelSize, build_tiny_qwen2_5_vl
+
+    parser = argparse.ArgumentParser(prog="hoi-r1 tiny-model", description="Build the tiny random Qwen2.5-VL.")
+    parser.add_argument("--out", required=True, help="output directory (save_pretrained layout)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    parser.add_argument("--image-size", type=int, default=TinyModelSize.image_size, help="largest image side in pixels")
+    args = parser.parse_args(argv)
+    path = build_tiny_qwen2_5_vl(args.out, TinyModelSize(image_size=args.image_size), seed=args.seed)
+    print(f"tiny Qwen2.5-VL written to {path}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[list[str]], int]] = {
+    "synth": _synth,
+    "eval": _eval,
+    "tiny-model": _tiny_model,
+}
+"""The project's own sub-commands (everything else goes to LightningCLI)."""
+
+
+class HOICLI(LightningCLI):
+    """LightningCLI with the project's defaults: checkpoints in a fixed folder with ``last.ckpt``
+    (so ``--ckpt_path last`` finds them after a relaunch) and an overwritable saved config."""
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.set_defaults(
+            {
+                "trainer.callbacks": [
+                    {
+                        "class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+                        "init_args": {"dirpath": "checkpoints/run", "save_last": True},
+                    },
+                    {"class_path": "lightning.pytorch.callbacks.LearningRateMonitor"},
+                ],
+            }
+        )
+
+
+def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
+    """Run LightningCLI (importable for tests)."""
+    from hoi_r1.datamodule import HOIDataModule
+
+    return HOICLI(
+        model_class=None,
+        datamodule_class=HOIDataModule,
+        subclass_mode_model=True,
+        save_config_kwargs={"overwrite": True},
+        args=args,
+        run=run,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words and words[0] in COMMANDS:
+        return COMMANDS[words[0]](words[1:])
+    cli_main(argv)  # None: LightningCLI reads sys.argv itself
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

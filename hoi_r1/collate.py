@@ -1,0 +1,169 @@
+"""Batches for SFT (whole conversations, loss on the answer only) and for generation (prompts).
+
+SFT labels are ``-100`` everywhere except the assistant's answer and its closing
+``<|im_end|>``: the system and user turns, the image tokens and the padding are masked.
+Sequences are never cut: a conversation longer than ``max_length`` (image tokens included) is
+left out of the batch and counted in :attr:`SFTCollator.too_long`, because cutting could split
+an image span and break the model's image-token bookkeeping.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import torch
+
+from hoi_r1.answer import render_answer
+from hoi_r1.frames import Frame, FrameKind
+from hoi_r1.image_dataset import ImageItem
+from hoi_r1.models import pixel_limits
+from hoi_r1.prompts import PromptConfig, build_instruction, build_messages
+from hoi_r1.sample import HOISample
+from hoi_r1.vocab import HOIVocabulary
+
+log = logging.getLogger(__name__)
+IGNORE_INDEX = -100
+
+
+@dataclass
+class _Conversation:
+    item: ImageItem
+    frame: Frame
+    text: str
+
+
+class _Collator:
+    def __init__(self, processor, vocab: HOIVocabulary, prompt: PromptConfig, frame_kind: FrameKind) -> None:
+        self.processor = processor
+        self.vocab = vocab
+        self.prompt = prompt
+        self.frame_kind = frame_kind
+        self._pixels = pixel_limits(processor.image_processor)
+
+    def frame_for(self, sample: HOISample) -> Frame:
+        """The coordinate frame of ``sample`` under the processor's resize settings."""
+        lo, hi, factor = self._pixels
+        return Frame.for_image(self.frame_kind, sample.width, sample.height, min_pixels=lo, max_pixels=hi, factor=factor)
+
+    def _encode(self, conversations: list[_Conversation], padding_side: str) -> dict:
+        tok = self.processor.tokenizer
+        previous, tok.padding_side = tok.padding_side, padding_side
+        try:
+            return self.processor(
+                text=[c.text for c in conversations],
+                images=[c.item.image for c in conversations],
+                padding=True,
+                return_tensors="pt",
+            )
+        finally:
+            tok.padding_side = previous
+
+    @staticmethod
+    def _meta(conversations: list[_Conversation]) -> dict:
+        return {
+            "samples": [c.item.sample for c in conversations],
+            "frames": [c.frame for c in conversations],
+            "ticket": _last_ticket(conversations),
+        }
+
+
+class SFTCollator(_Collator):
+    """Chat-template conversations with the target answer; labels on the answer tokens only.
+
+    Args:
+        processor: the model's processor.
+        vocab: vocabulary listed in the prompt and used to write the answer.
+        prompt: prompt options.
+        frame_kind: coordinate frame of boxes in the text.
+        max_length: longest conversation in tokens; longer ones are left out and counted.
+    """
+
+    def __init__(self, processor, vocab, prompt, frame_kind, max_length: int = 4096) -> None:
+        super().__init__(processor, vocab, prompt, frame_kind)
+        self.max_length = max_length
+        self.too_long = 0
+        tok = processor.tokenizer
+        self._answer_start = tok.encode("<|im_start|>assistant\n", add_special_tokens=False)
+        self._end_id = tok.convert_tokens_to_ids("<|im_end|>")
+        self._image_id = tok.convert_tokens_to_ids("<|image_pad|>")
+
+    def __call__(self, items: list[ImageItem]) -> dict:
+        conversations = [self._conversation(it) for it in items]
+        batch = self._encode(conversations, "right")
+        lengths = batch["attention_mask"].sum(dim=1)
+        if (lengths > self.max_length).any():
+            keep = [c for c, n in zip(conversations, lengths.tolist()) if n <= self.max_length]
+            dropped = len(conversations) - len(keep)
+            self.too_long += dropped
+            log.warning(
+                "left out %d conversation(s) longer than max_length=%d tokens (%d so far)",
+                dropped, self.max_length, self.too_long,
+            )
+            if not keep:
+                raise ValueError(
+                    f"every conversation of a batch is longer than max_length={self.max_length}: raise "
+                    "data.max_length or lower data.max_pixels"
+                )
+            conversations = keep
+            batch = self._encode(conversations, "right")
+        batch = dict(batch)
+        batch["labels"] = self.labels(batch["input_ids"], batch["attention_mask"])
+        batch.update(self._meta(conversations))
+        return batch
+
+    def _conversation(self, item: ImageItem) -> _Conversation:
+        frame = self.frame_for(item.sample)
+        instruction = build_instruction(self.vocab, frame, self.prompt)
+        answer = render_answer(item.sample, self.vocab, frame, reasoning=item.reasoning)
+        messages = build_messages(instruction, answer=answer)
+        text = self.processor.apply_chat_template(messages, tokenize=False)
+        return _Conversation(item, frame, text)
+
+    def labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``input_ids`` with everything but the answer (and its ``<|im_end|>``) set to -100."""
+        labels = torch.full_like(input_ids, IGNORE_INDEX)
+        start = torch.tensor(self._answer_start)
+        k = len(start)
+        for row in range(input_ids.shape[0]):
+            ids = input_ids[row]
+            windows = ids.unfold(0, k, 1)
+            hits = (windows == start).all(dim=1).nonzero().flatten()
+            if len(hits) == 0:
+                raise ValueError("conversation has no assistant turn: check the chat template")
+            first = int(hits[-1]) + k
+            ends = (ids[first:] == self._end_id).nonzero().flatten()
+            last = first + int(ends[0]) if len(ends) else int(attention_mask[row].sum()) - 1
+            labels[row, first : last + 1] = ids[first : last + 1]
+        labels[attention_mask == 0] = IGNORE_INDEX
+        labels[input_ids == self._image_id] = IGNORE_INDEX
+        return labels
+
+
+class GenerationCollator(_Collator):
+    """Prompts only (left-padded, ending with the assistant turn's opening) plus the targets."""
+
+    def __call__(self, items: list[ImageItem]) -> dict:
+        conversations = []
+        for item in items:
+            frame = self.frame_for(item.sample)
+            instruction = build_instruction(self.vocab, frame, self.prompt)
+            messages = build_messages(instruction)
+            text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            conversations.append(_Conversation(item, frame, text))
+        batch = dict(self._encode(conversations, "left"))
+        batch.update(self._meta(conversations))
+        return batch
+
+
+def _last_ticket(conversations: list[_Conversation]) -> tuple[int, int, int] | None:
+    tickets = [c.item.ticket for c in conversations if c.item.ticket is not None]
+    return max(tickets, key=lambda t: (t[1], t[2])) if tickets else None
+
+
+def move_batch(batch: dict, device: torch.device) -> dict:
+    """Move a batch's tensors to ``device``; samples and frames (frozen dataclasses) stay as they are.
+
+    Lightning's default transfer recurses into dataclasses and rejects frozen ones.
+    """
+    return {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}

@@ -1,0 +1,139 @@
+"""Generate answers with a Hugging Face model: sampling settings, blocked image tokens, and the
+per-token log-probabilities that the ``logprob`` confidence score needs.
+
+Image placeholder tokens (``<|image_pad|>``, ``<|vision_start|>``…) are suppressed during
+sampling: a sampled image-pad token would break the next forward pass, which counts image
+tokens to place the image features (GRPO_NOTES.md, "Vision-language pitfalls").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+IMAGE_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
+MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")
+
+
+@dataclass
+class GenerationSettings:
+    """How answers are generated.
+
+    Args:
+        max_new_tokens: longest completion in tokens.
+        do_sample: sample (``True``) or decode greedily.
+        temperature: sampling temperature.
+        top_p: nucleus sampling mass.
+        top_k: keep only the ``top_k`` most likely tokens (0 disables).
+        num_samples: completions per prompt (the ``vote`` score uses them; others use the first).
+    """
+
+    max_new_tokens: int = 512
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    num_samples: int = 1
+
+
+@dataclass
+class Completions:
+    """Generated completions, ``num_samples`` per prompt, prompt-major.
+
+    Attributes:
+        texts: decoded completions (special tokens removed), ``(B * n)``.
+        token_ids: completion token ids, ``(B * n, T)``, padded with the pad id.
+        token_logprobs: log-probability of each sampled token under the sampling distribution,
+            ``(B * n, T)``, 0 on padding.
+        mask: 1 on real completion tokens, ``(B * n, T)``.
+        truncated: per completion, whether it stopped at ``max_new_tokens`` without an end token.
+    """
+
+    texts: list[str]
+    token_ids: torch.Tensor
+    token_logprobs: torch.Tensor
+    mask: torch.Tensor
+    truncated: list[bool]
+
+
+def model_inputs(batch: dict) -> dict:
+    """The tensors of a batch that the model's forward / generate take."""
+    return {k: batch[k] for k in MODEL_INPUTS if k in batch}
+
+
+@torch.no_grad()
+def generate(model, processor, batch: dict, settings: GenerationSettings) -> Completions:
+    """Complete every prompt of a generation batch ``settings.num_samples`` times."""
+    tok = processor.tokenizer
+    inputs = model_inputs(batch)
+    end_ids = _end_ids(model, tok)
+    out = model.generate(
+        **inputs,
+        max_new_tokens=settings.max_new_tokens,
+        do_sample=settings.do_sample,
+        temperature=settings.temperature if settings.do_sample else None,
+        top_p=settings.top_p if settings.do_sample else None,
+        top_k=settings.top_k if settings.do_sample else None,
+        num_return_sequences=settings.num_samples,
+        suppress_tokens=[tok.convert_tokens_to_ids(t) for t in IMAGE_TOKENS],
+        eos_token_id=end_ids,
+        pad_token_id=tok.pad_token_id,
+        return_dict_in_generate=True,
+        output_scores=True,
+    )
+    prompt_len = inputs["input_ids"].shape[1]
+    ids = out.sequences[:, prompt_len:]
+    mask = _completion_mask(ids, end_ids)
+    logprobs = torch.stack(out.scores, dim=1).float().log_softmax(-1) if out.scores else None
+    if logprobs is None:
+        token_lp = torch.zeros(ids.shape, dtype=torch.float32)
+    else:
+        token_lp = logprobs.gather(-1, ids[:, : logprobs.shape[1], None]).squeeze(-1)
+        token_lp = torch.nan_to_num(token_lp, neginf=-1e4) * mask
+    texts = tok.batch_decode(ids * mask + tok.pad_token_id * (1 - mask), skip_special_tokens=True)
+    truncated = [not bool(torch.isin(row, torch.tensor(end_ids, device=row.device)).any()) for row in ids]
+    return Completions(texts, ids, token_lp, mask, truncated)
+
+
+def char_offsets(tokenizer, token_ids: list[int]) -> list[tuple[int, int]]:
+    """Character span of each token in the decoded text (for mapping label spans to tokens).
+
+    The text of the first ``i + 1`` tokens is decoded for each ``i``, so multi-byte characters
+    split across tokens land on the token that completes them.
+    """
+    spans, prev = [], 0
+    for i in range(len(token_ids)):
+        end = len(tokenizer.decode(token_ids[: i + 1], skip_special_tokens=True))
+        spans.append((prev, max(prev, end)))
+        prev = max(prev, end)
+    return spans
+
+
+def span_logprob(
+    spans: list[tuple[int, int]], offsets: list[tuple[int, int]], token_logprobs: torch.Tensor
+) -> float | None:
+    """Mean log-probability of the tokens overlapping any character span; ``None`` if none do."""
+    picked = [
+        float(token_logprobs[i])
+        for i, (a, b) in enumerate(offsets)
+        if b > a and any(a < e and s < b for s, e in spans)
+    ]
+    return sum(picked) / len(picked) if picked else None
+
+
+def _end_ids(model, tok) -> list[int]:
+    ids = {tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")}
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(eos, int):
+        ids.add(eos)
+    elif eos:
+        ids.update(eos)
+    return sorted(i for i in ids if i is not None and i >= 0)
+
+
+def _completion_mask(ids: torch.Tensor, end_ids: list[int]) -> torch.Tensor:
+    """1 up to and including the first end token of each row, 0 after."""
+    is_end = torch.isin(ids, torch.tensor(end_ids, device=ids.device))
+    after_end = (is_end.cumsum(dim=1) - is_end.long()) > 0
+    return (~after_end).long()

@@ -1,0 +1,223 @@
+"""The synthetic HOI world written as a HICO-DET-format dataset: the default data of the demo
+and the tests (users: ``docs/synthetic.md``; the scene model and its relation rules:
+:mod:`hoi_r1.readers.synthetic_scene`; drawing: :mod:`hoi_r1.readers.synthetic_render`).
+
+:func:`generate_world` writes ``images/{train,test}/*.png``, ``train.json`` / ``test.json``
+(PPDM/QPIC JSON), ``corre.npy`` and ``vocabulary.json``; :func:`hoi_r1.readers.read_annotations`
+reads them back. Everything follows from :class:`SyntheticWorldConfig`, and the same seed
+writes byte-identical files. ``hoi-r1 synth`` is :func:`main`.
+
+>>> config = SyntheticWorldConfig(num_train=4, num_test=2, grid=14)
+>>> config.width, config.height, config.max_people
+(112, 112, 2)
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Sequence
+
+import numpy as np
+
+from hoi_r1.readers.synthetic_scene import (
+    AMBIGUOUS,
+    FAR,
+    OBJECTS,
+    UNSEEN_COMPOSITION,
+    VALID_VERBS,
+    VERBS,
+    Background,
+    BackgroundStyle,
+    Entity,
+    Scene,
+    classify_relation,
+    overlap_share,
+    sample_scene,
+    synthetic_vocabulary,
+)
+from hoi_r1.sample import HOISample
+
+__all__ = [
+    "AMBIGUOUS", "FAR", "OBJECTS", "UNSEEN_COMPOSITION", "VALID_VERBS", "VERBS", "Background", "Entity", "Scene",
+    "SyntheticWorldConfig", "classify_relation", "generate_split", "generate_world", "main", "overlap_share",
+    "sample_scene", "scene_to_sample", "synthetic_vocabulary",
+]
+
+
+@dataclass(frozen=True)
+class SyntheticWorldConfig:
+    """Knobs of the synthetic world (defaults: a task a tiny model learns on a CPU).
+
+    Args:
+        image_size: image width in pixels (and height unless ``image_height`` is set).
+        image_height: image height in pixels; ``None`` for square images.
+        min_people: fewest people per image (at least 1).
+        max_people: most people per image.
+        min_objects: fewest objects per image (at least 1).
+        max_objects: most objects per image.
+        grid: every box coordinate is a multiple of this many pixels; 1 turns snapping off.
+        backgrounds: background styles drawn from uniformly.
+        occlusion: let boxes overlap mildly (objects and people, or an object touching a
+            person's side by a few pixels); when off, only a ridden object is overlapped (by its
+            rider).
+        max_occlusion: with ``occlusion``, the largest share of a box another box may cover.
+        num_train: training images.
+        num_test: test images.
+        seed: the random seed; the same seed writes byte-identical files.
+        zero_shot_holdout: keep the ``unseen_composition`` classes out of the training images.
+        image_format: ``png`` (lossless, exact colours) or ``jpg``.
+        max_attempts: scene proposals before giving up on one image (raise for crowded knobs).
+    """
+
+    image_size: int = 112
+    image_height: int | None = None
+    min_people: int = 1
+    max_people: int = 2
+    min_objects: int = 1
+    max_objects: int = 2
+    grid: int = 8
+    backgrounds: tuple[BackgroundStyle, ...] = ("flat", "noise", "gradient")
+    occlusion: bool = True
+    max_occlusion: float = 0.25
+    num_train: int = 2000
+    num_test: int = 200
+    seed: int = 0
+    zero_shot_holdout: bool = False
+    image_format: Literal["png", "jpg"] = "png"
+    max_attempts: int = 500
+
+    def __post_init__(self) -> None:
+        problems = []
+        if min(self.width, self.height) < 56:
+            problems.append(f"image size {self.width}x{self.height} is below 56 pixels")
+        if not 1 <= self.min_people <= self.max_people:
+            problems.append(f"need 1 <= min_people <= max_people, found {self.min_people}, {self.max_people}")
+        if not 1 <= self.min_objects <= self.max_objects:
+            problems.append(f"need 1 <= min_objects <= max_objects, found {self.min_objects}, {self.max_objects}")
+        if self.grid < 1 or self.grid > min(self.width, self.height) // 8:
+            problems.append(f"grid must be in [1, image size / 8], found {self.grid}")
+        unknown = set(self.backgrounds) - {"flat", "noise", "gradient"}
+        if not self.backgrounds or unknown:
+            problems.append(f"backgrounds must be a non-empty subset of (flat, noise, gradient): {self.backgrounds}")
+        if not 0.0 <= self.max_occlusion < 1.0:
+            problems.append(f"max_occlusion must be in [0, 1), found {self.max_occlusion}")
+        if self.num_train < 0 or self.num_test < 0 or self.max_attempts < 1:
+            problems.append("num_train, num_test must be >= 0 and max_attempts >= 1")
+        if self.image_format not in ("png", "jpg"):
+            problems.append(f"image_format must be png or jpg, found {self.image_format!r}")
+        if problems:
+            raise ValueError("SyntheticWorldConfig: " + "; ".join(problems))
+
+    @property
+    def width(self) -> int:
+        return self.image_size
+
+    @property
+    def height(self) -> int:
+        return self.image_height if self.image_height is not None else self.image_size
+
+
+# --------------------------------------------------------------------- the dataset
+def scene_to_sample(scene: Scene, image_id: int, file_name: str, image_path: str) -> HOISample:
+    """The :class:`HOISample` of a scene (boxes as float pixels, class ids from the vocabulary)."""
+    vocab = synthetic_vocabulary()
+    labels = [o.label for o in scene.objects]
+    pairs = [(h, o, v, vocab.interaction_id(v, labels[o])) for h, o, v in scene.pairs]
+    return HOISample(
+        image_id=image_id, file_name=file_name, image_path=image_path, width=scene.width, height=scene.height,
+        human_boxes=[p.box for p in scene.people], object_boxes=[o.box for o in scene.objects],
+        object_labels=labels, pairs=pairs,
+    )
+
+
+def generate_split(
+    out_dir: str | Path, split: Literal["train", "test"], config: SyntheticWorldConfig
+) -> list[HOISample]:
+    """Sample, render and save the images of one split; returns their samples. Image ``i``
+    uses the random stream ``(seed, split, i)``, so images do not depend on one another."""
+    from hoi_r1.readers.synthetic_render import render_scene
+
+    out_dir = Path(out_dir)
+    count = config.num_train if split == "train" else config.num_test
+    vocab = synthetic_vocabulary()
+    unseen = set(vocab.zero_shot["unseen_composition"])
+    held_out = unseen if split == "train" and config.zero_shot_holdout else set()
+    allowed = [i for i in range(vocab.num_classes) if i not in held_out]
+    (out_dir / "images" / split).mkdir(parents=True, exist_ok=True)
+    samples = []
+    for i in range(count):
+        rng = np.random.default_rng([config.seed, 0 if split == "train" else 1, i])
+        scene = sample_scene(rng, config, allowed)
+        file_name = f"images/{split}/synthetic_{split}_{i:06d}.{config.image_format}"
+        image = render_scene(scene)
+        if config.image_format == "png":
+            image.save(out_dir / file_name, format="PNG", compress_level=1)
+        else:
+            image.save(out_dir / file_name, format="JPEG", quality=95)
+        samples.append(scene_to_sample(scene, i, file_name, str(out_dir / file_name)))
+    return samples
+
+
+def generate_world(out_dir: str | Path, config: SyntheticWorldConfig | None = None) -> Path:
+    """Write the synthetic dataset to ``out_dir`` and return ``out_dir``: ``images/{train,test}/``,
+    ``train.json`` / ``test.json`` (PPDM/QPIC JSON), ``corre.npy`` (verb x object validity) and
+    ``vocabulary.json`` (rare classes from the training counts). Read it back with
+    :func:`hoi_r1.readers.read_annotations` on ``out_dir / "train.json"``."""
+    from hoi_r1.readers.hico_det import write_hico_json, write_validity_npy
+    from hoi_r1.vocab import count_pairs
+
+    config = config if config is not None else SyntheticWorldConfig()
+    out_dir = Path(out_dir)
+    train = generate_split(out_dir, "train", config)
+    test = generate_split(out_dir, "test", config)
+    vocab = synthetic_vocabulary(dict(count_pairs(int(c) for s in train for c in s.hoi_ids)))
+    write_hico_json(train, vocab, out_dir / "train.json", with_hoi_category=True)
+    write_hico_json(test, vocab, out_dir / "test.json", with_hoi_category=False)
+    write_validity_npy(vocab, out_dir / "corre.npy")
+    vocab.to_json(out_dir / "vocabulary.json")
+    return out_dir
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``hoi-r1 synth``: generate the synthetic world from the command line."""
+    d = SyntheticWorldConfig()
+    parser = argparse.ArgumentParser(prog="hoi-r1 synth", description="Generate the synthetic HOI world.")
+    parser.add_argument("--out", default="data/synthetic", help="output folder (default: %(default)s)")
+    parser.add_argument("--num-train", type=int, default=d.num_train, help="training images (default: %(default)s)")
+    parser.add_argument("--num-test", type=int, default=d.num_test, help="test images (default: %(default)s)")
+    parser.add_argument("--image-size", type=int, default=d.image_size, help="image width (default: %(default)s)")
+    parser.add_argument("--image-height", type=int, default=None, help="image height (default: square)")
+    parser.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
+    parser.add_argument("--grid", type=int, default=d.grid, help="snap boxes to this many pixels; 1 = off")
+    parser.add_argument("--min-people", type=int, default=d.min_people)
+    parser.add_argument("--max-people", type=int, default=d.max_people)
+    parser.add_argument("--min-objects", type=int, default=d.min_objects)
+    parser.add_argument("--max-objects", type=int, default=d.max_objects)
+    parser.add_argument("--backgrounds", nargs="+", default=list(d.backgrounds), choices=["flat", "noise", "gradient"])
+    parser.add_argument("--no-occlusion", action="store_true", help="no overlapping people or objects")
+    parser.add_argument("--max-occlusion", type=float, default=d.max_occlusion)
+    parser.add_argument("--zero-shot-holdout", action="store_true", help="no unseen_composition class in train")
+    parser.add_argument("--image-format", choices=["png", "jpg"], default=d.image_format)
+    args = parser.parse_args(argv)
+    try:
+        config = SyntheticWorldConfig(
+            image_size=args.image_size, image_height=args.image_height, min_people=args.min_people,
+            max_people=args.max_people, min_objects=args.min_objects, max_objects=args.max_objects,
+            grid=args.grid, backgrounds=tuple(args.backgrounds), occlusion=not args.no_occlusion,
+            max_occlusion=args.max_occlusion, num_train=args.num_train, num_test=args.num_test,
+            seed=args.seed, zero_shot_holdout=args.zero_shot_holdout, image_format=args.image_format,
+        )
+    except ValueError as e:
+        parser.error(str(e))
+    start = time.perf_counter()
+    out = generate_world(args.out, config)
+    print(f"wrote {config.num_train} train + {config.num_test} test images to {out} "
+          f"in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,21 @@
+"""Shared fixtures: the tiny model and a small synthetic world, built once per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A tiny random Qwen2.5-VL saved with save_pretrained (loads like a hub checkpoint)."""
+    from hoi_r1.tiny import TinyModelSize, build_tiny_qwen2_5_vl
+
+    return build_tiny_qwen2_5_vl(tmp_path_factory.mktemp("tiny"), TinyModelSize(text_hidden=64, vision_hidden=32))
+
+
+@pytest.fixture(scope="session")
+def synthetic_world(tmp_path_factory):
+    """A small synthetic HOI world in HICO-DET format (train.json / test.json / images)."""
+    from hoi_r1.readers.synthetic import SyntheticWorldConfig, generate_world
+
+    return generate_world(tmp_path_factory.mktemp("world"), SyntheticWorldConfig(num_train=24, num_test=8, seed=1))

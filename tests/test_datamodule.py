@@ -1,0 +1,154 @@
+"""HOIDataModule and collation: batches the tiny model trains on, labels on the answer only."""
+
+import json
+
+import pytest
+import torch
+from PIL import Image
+
+from hoi_r1.datamodule import HOIDataModule, SplitFiles
+from hoi_r1.generation import model_inputs
+from hoi_r1.image_dataset import load_image, read_reasonings
+from hoi_r1.models import ModelSettings, load_model
+from hoi_r1.prompts import PromptConfig
+
+
+@pytest.fixture
+def datamodule(tiny_model_dir, synthetic_world):
+    dm = HOIDataModule(
+        processor=str(tiny_model_dir),
+        train=SplitFiles(str(synthetic_world / "train.json")),
+        val=SplitFiles(str(synthetic_world / "test.json")),
+        batch_size=4,
+        eval_batch_size=3,
+    )
+    dm.setup("fit")
+    return dm
+
+
+def test_sft_batch_trains_the_tiny_model(datamodule, tiny_model_dir):
+    batch = next(iter(datamodule.train_dataloader()))
+    assert batch["input_ids"].shape[0] == 4 and len(batch["samples"]) == 4
+    model = load_model(ModelSettings(name_or_path=str(tiny_model_dir)))
+    out = model(**model_inputs(batch), labels=batch["labels"])
+    assert torch.isfinite(out.loss) and out.loss > 0
+    out.loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
+
+
+def test_labels_cover_exactly_the_answer(datamodule):
+    tok = datamodule.processor.tokenizer
+    batch = next(iter(datamodule.train_dataloader()))
+    image_id = tok.convert_tokens_to_ids("<|image_pad|>")
+    for row in range(batch["input_ids"].shape[0]):
+        ids, labels = batch["input_ids"][row], batch["labels"][row]
+        kept = labels[labels != -100]
+        text = tok.decode(kept)
+        assert text.startswith("<think>") and text.endswith("</answer><|im_end|>")
+        assert "<|im_start|>" not in text and "user" not in text.split("</think>")[0][:10]
+        assert not ((labels != -100) & (ids == image_id)).any()
+        assert not ((labels != -100) & (batch["attention_mask"][row] == 0)).any()
+        # the labelled tokens are a contiguous run at the end of the real tokens
+        positions = (labels != -100).nonzero().flatten()
+        assert torch.equal(positions, torch.arange(int(positions[0]), int(positions[-1]) + 1))
+
+
+def test_generation_batch_is_left_padded_prompt(datamodule):
+    batch = next(iter(datamodule.val_dataloader()))
+    tok = datamodule.processor.tokenizer
+    assert "labels" not in batch and len(batch["frames"]) == 3
+    for row in batch["input_ids"]:
+        text = tok.decode(row, skip_special_tokens=False)
+        assert text.rstrip("\n").endswith("<|im_start|>assistant")
+    assert (batch["attention_mask"][:, -1] == 1).all()
+
+
+def test_too_long_samples_are_left_out_and_counted(tiny_model_dir, synthetic_world, caplog):
+    dm = HOIDataModule(processor=str(tiny_model_dir), train=SplitFiles(str(synthetic_world / "train.json")), batch_size=4)
+    dm.setup("fit")
+    collate = dm.sft_collator()
+    items = [dm.datasets["train"][i] for i in range(4)]
+    full = collate(items)
+    lengths = full["attention_mask"].sum(1)
+    collate.max_length = int(lengths.max()) - 1
+    out = collate(items)
+    longest = int((lengths == lengths.max()).sum())
+    assert out["input_ids"].shape[0] == 4 - longest
+    assert collate.too_long == longest
+    assert "longer than max_length" in caplog.text
+    collate.max_length = 10
+    with pytest.raises(ValueError, match="max_length"):
+        collate(items)
+
+
+def test_training_order_is_seeded_and_resumable(datamodule):
+    first = [s.file_name for b in datamodule.train_dataloader() for s in b["samples"]]
+    assert len(first) == len(set(first)) == len(datamodule.datasets["train"])
+    datamodule.train_sampler = None
+    again = [s.file_name for b in datamodule.train_dataloader() for s in b["samples"]]
+    assert again == first
+    # resume after the second batch of epoch 0
+    datamodule.train_sampler = None
+    datamodule.load_state_dict({"train_sampler": {"epoch": 0, "position": 8, "seed": 0, "size": 24}})
+    resumed = [s.file_name for b in datamodule.train_dataloader() for s in b["samples"]]
+    assert resumed == first[8:]
+
+
+def test_consumed_ticket_is_what_gets_saved(datamodule):
+    loader = iter(datamodule.train_dataloader())
+    batch = next(loader)
+    next(loader)  # a loader that fetched ahead must not move the saved position
+    datamodule.mark_consumed(batch["ticket"])
+    assert datamodule.state_dict()["train_sampler"]["position"] == 4
+
+
+def test_prompt_lists_the_custom_vocabulary(tiny_model_dir, synthetic_world, tmp_path):
+    from hoi_r1.vocab import HOIVocabulary
+
+    custom = HOIVocabulary.open(["juggle"], ["person", "ball"])
+    custom.to_json(tmp_path / "vocab.json")
+    dm = HOIDataModule(
+        processor=str(tiny_model_dir),
+        val=SplitFiles(str(synthetic_world / "test.json")),
+        vocabulary=str(tmp_path / "vocab.json"),
+        prompt=PromptConfig(list_verbs_per_object=False),
+    )
+    dm.setup("validate")
+    batch = next(iter(dm.val_dataloader()))
+    text = dm.processor.tokenizer.decode(batch["input_ids"][0])
+    assert "juggle" in text and "bicycle" not in text
+
+
+def test_reasoning_file_goes_inside_think(tiny_model_dir, synthetic_world, tmp_path):
+    records = json.loads((synthetic_world / "train.json").read_text())
+    name = records[0]["file_name"]
+    (tmp_path / "r.jsonl").write_text(json.dumps({"file_name": name, "reasoning": "Zebra reasoning."}) + "\n")
+    dm = HOIDataModule(
+        processor=str(tiny_model_dir), train=SplitFiles(str(synthetic_world / "train.json")),
+        reasoning_file=str(tmp_path / "r.jsonl"),
+    )
+    dm.setup("fit")
+    index = next(i for i, s in enumerate(dm.datasets["train"].samples) if s.file_name == name)
+    batch = dm.sft_collator()([dm.datasets["train"][index]])
+    labels = batch["labels"][0]
+    assert dm.processor.tokenizer.decode(labels[labels != -100]).startswith("<think>Zebra reasoning.</think>")
+
+
+def test_bad_reasoning_file_names_the_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"file_name": "a.png", "reasoning": "x"}\n{"file_name": 3}\n')
+    with pytest.raises(ValueError, match=r"r.jsonl, line 2"):
+        read_reasonings(path)
+
+
+def test_images_follow_exif_orientation_and_errors_name_the_file(tmp_path):
+    image = Image.new("RGB", (40, 20), (255, 0, 0))
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90° clockwise on display
+    image.save(tmp_path / "rot.jpg", exif=exif)
+    assert load_image(tmp_path / "rot.jpg").size == (20, 40)
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(ValueError, match="broken.jpg"):
+        load_image(tmp_path / "broken.jpg")
+    with pytest.raises(FileNotFoundError, match="missing.jpg"):
+        load_image(tmp_path / "missing.jpg")
