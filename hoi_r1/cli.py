@@ -5,6 +5,7 @@ own commands.
     hoi-r1 fit --config configs/hico_sft_qwen2_5_vl_3b.yaml --ckpt_path last
     hoi-r1 synth --out data/synthetic
     hoi-r1 eval --annotations test_hico.json --predictions preds.json --protocol qpic
+    hoi-r1 distill --annotations data/synthetic/train.json --out reasoning.jsonl --base-url http://127.0.0.1:8000/v1
     hoi-r1 tiny-model --out checkpoints/tiny-qwen2_5_vl
 
 The model class is chosen in YAML (``model.class_path``: :class:`~hoi_r1.sft.SFTModule` now,
@@ -31,6 +32,12 @@ def _eval(argv: list[str]) -> int:
     return main(argv)
 
 
+def _distill(argv: list[str]) -> int:
+    from hoi_r1.distill import main
+
+    return main(argv)
+
+
 def _tiny_model(argv: list[str]) -> int:
     import argparse
 
@@ -49,6 +56,7 @@ def _tiny_model(argv: list[str]) -> int:
 COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "synth": _synth,
     "eval": _eval,
+    "distill": _distill,
     "tiny-model": _tiny_model,
 }
 """The project's own sub-commands (everything else goes to LightningCLI)."""

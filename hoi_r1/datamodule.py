@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Literal
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from hoi_r1.collate import GenerationCollator, SFTCollator
@@ -48,6 +49,9 @@ class SplitFiles:
     images: str | None = None
     mat_split: Literal["train", "test"] | None = None
     limit: int | None = None
+
+
+torch.serialization.add_safe_globals([SplitFiles, PromptConfig])  # hyper-parameters inside checkpoints
 
 
 class HOIDataModule(L.LightningDataModule):

@@ -45,6 +45,9 @@ class EvaluationSettings:
     known_object: bool = False
 
 
+torch.serialization.add_safe_globals([EvaluationSettings])  # read back from checkpoints
+
+
 class HOIEvaluation(nn.Module):
     """HOI-mAP and parse statistics of one stage (``val`` or ``test``)."""
 

@@ -37,6 +37,9 @@ class GenerationSettings:
     num_samples: int = 1
 
 
+torch.serialization.add_safe_globals([GenerationSettings])  # read back from checkpoints
+
+
 @dataclass
 class Completions:
     """Generated completions, ``num_samples`` per prompt, prompt-major.

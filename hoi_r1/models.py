@@ -80,6 +80,10 @@ class ModelSettings:
     max_pixels: int | None = None
 
 
+# Settings travel inside checkpoints (hyper-parameters); let torch.load(weights_only=True) read them.
+torch.serialization.add_safe_globals([LoraSettings, ModelSettings])
+
+
 def resolve_attn_implementation(choice: AttnImplementation) -> str:
     """``auto`` → ``flash_attention_2`` if flash-attn is importable and CUDA is available, else ``sdpa``."""
     if choice != "auto":

@@ -35,6 +35,6 @@ def test_help_shows_documented_arguments(capsys):
 
 
 def test_project_commands_dispatch(tmp_path, capsys):
-    assert {"synth", "eval", "tiny-model"} <= set(COMMANDS)
+    assert {"synth", "eval", "distill", "tiny-model"} <= set(COMMANDS)
     assert main(["tiny-model", "--out", str(tmp_path / "m"), "--image-size", "56"]) == 0
     assert (tmp_path / "m" / "config.json").exists()

@@ -1,0 +1,597 @@
+"""Thinking distillation data (HOI-R1's SFT stage): a teacher model writes the reasoning that
+leads to each training image's ground-truth answer.
+
+HOI-R1 (arXiv 2510.05609) fine-tunes on ``<think>teacher reasoning</think><answer>ground
+truth</answer>``. ``hoi-r1 distill`` (:func:`main`) collects the reasoning half:
+
+1. each training image goes, as a base64 data URL, with its answer (:func:`hoi_r1.answer.render_answer`
+   in the ``--frame`` coordinate frame, dataset vocabulary) to an OpenAI-compatible
+   ``POST {base_url}/chat/completions`` endpoint (a local vLLM server or a hosted API);
+2. the instruction (:func:`distillation_prompt`) asks for the step-by-step reasoning that
+   arrives at that answer, written as a discovery, in plain text, without the answer itself;
+3. :func:`extract_reasoning` keeps the reasoning of ``choices[0].message.content`` (teachers
+   that copy the ``<think>``/``<answer>`` layout anyway are unwrapped);
+4. one ``{"file_name", "reasoning"}`` JSON line per image is appended and flushed as soon as it
+   arrives; :func:`hoi_r1.image_dataset.read_reasonings` reads the file (``data.reasoning_file``).
+
+Robustness, all with the standard library (``urllib.request``): a probe of ``{base_url}/models``
+before the first image (an unreachable server is one clear error); retries with exponential
+backoff and seeded jitter on connection errors, timeouts, HTTP 429 and 5xx, honouring
+``Retry-After``; an immediate error showing the response body on any other 4xx; a client-side
+request spacing (:class:`RateLimiter`); optional worker threads; and resumption: file names
+already in the output are skipped, a half-written last line is cut off (:func:`completed_file_names`).
+User guide: ``docs/distill.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import email.utils
+import http.client
+import io
+import json
+import os
+import random
+import sys
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Literal, Sequence
+
+from PIL import Image, ImageOps
+
+from hoi_r1.answer import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, render_answer
+from hoi_r1.frames import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FRAME_KINDS, Frame
+from hoi_r1.prompts import THINKING_STEPS
+from hoi_r1.sample import HOISample
+from hoi_r1.vocab import HOIVocabulary
+
+RETRY_STATUSES = frozenset({429}) | frozenset(range(500, 600))
+RETRY_AFTER_CAP_S = 600.0
+"""Longest ``Retry-After`` wait honoured, in seconds."""
+BODY_CHARS_SHOWN = 2000
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+
+
+class TeacherError(RuntimeError):
+    """The teacher endpoint failed in a way that stops the run (output written so far is kept)."""
+
+
+class TeacherUnreachableError(TeacherError):
+    """No connection to the teacher endpoint."""
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """How to talk to the teacher.
+
+    Args:
+        base_url: OpenAI-compatible API root (``…/v1``); requests go to ``{base_url}/chat/completions``.
+        model: model name sent in every request.
+        api_key: bearer token; ``None`` sends no ``Authorization`` header. Never printed.
+        max_tokens: longest reasoning in tokens.
+        max_tokens_field: request field carrying ``max_tokens`` (``max_completion_tokens`` for
+            APIs that reject ``max_tokens``).
+        temperature: sampling temperature.
+        timeout_s: seconds one request may take.
+        max_retries: retries after the first attempt on retryable failures.
+        backoff_base_s: first backoff delay; attempt ``k`` waits ``base·2^k`` (capped) times a
+            jitter factor in ``[0.5, 1)``.
+        backoff_max_s: longest backoff delay.
+        requests_per_minute: client-side request rate; ``0`` for no limit.
+        seed: seed of the jitter.
+    """
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = ""
+    api_key: str | None = field(default=None, repr=False)
+    max_tokens: int = 1024
+    max_tokens_field: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    temperature: float = 0.7
+    timeout_s: float = 180.0
+    max_retries: int = 5
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 60.0
+    requests_per_minute: float = 60.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"base_url must start with http:// or https://, found {self.base_url!r}")
+        for name in ("max_tokens", "timeout_s", "backoff_base_s", "backoff_max_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, found {getattr(self, name)}")
+        for name in ("max_retries", "requests_per_minute", "temperature"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must not be negative, found {getattr(self, name)}")
+
+    @property
+    def root(self) -> str:
+        return self.base_url.rstrip("/")
+
+
+class RateLimiter:
+    """Spaces requests at least ``60 / requests_per_minute`` seconds apart (thread-safe).
+
+    >>> now = [0.0]
+    >>> limiter = RateLimiter(120, clock=lambda: now[0], sleep=lambda s: now.__setitem__(0, now[0] + s))
+    >>> [(limiter.acquire(), now[0])[1] for _ in range(3)]
+    [0.0, 0.5, 1.0]
+    """
+
+    def __init__(self, requests_per_minute: float, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.interval = 60.0 / requests_per_minute if requests_per_minute > 0 else 0.0
+        self.clock, self.sleep = clock, sleep
+        self._next = float("-inf")
+        self._lock = threading.Lock()
+
+    def acquire(self) -> None:
+        """Wait for the next request slot."""
+        if self.interval == 0:
+            return
+        with self._lock:
+            slot = max(self.clock(), self._next)
+            self._next = slot + self.interval
+        delay = slot - self.clock()
+        if delay > 0:
+            self.sleep(delay)
+
+
+def backoff_delay(attempt: int, base_s: float, max_s: float, rng: random.Random) -> float:
+    """Seconds to wait before retry ``attempt`` (0-based): ``min(max_s, base_s·2^attempt)``
+    times a jitter factor drawn from ``[0.5, 1)``.
+
+    >>> d = backoff_delay(3, 1.0, 60.0, random.Random(0))
+    >>> 4.0 <= d < 8.0
+    True
+    """
+    return min(max_s, base_s * 2.0 ** attempt) * (0.5 + 0.5 * rng.random())
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds named by a ``Retry-After`` header (delta seconds or an HTTP date), capped at
+    :data:`RETRY_AFTER_CAP_S`; ``None`` when absent or unreadable.
+
+    >>> parse_retry_after("3"), parse_retry_after("soon"), parse_retry_after(None)
+    (3.0, None, None)
+    """
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        seconds = when.timestamp() - time.time()
+    return min(max(seconds, 0.0), RETRY_AFTER_CAP_S)
+
+
+class TeacherClient:
+    """Chat-completions client with retries, backoff and rate limiting.
+
+    Args:
+        config: endpoint and retry settings.
+        sleep: sleeping function (tests record delays instead of waiting).
+    """
+
+    def __init__(self, config: TeacherConfig, sleep: Callable[[float], None] = time.sleep) -> None:
+        self.config = config
+        self.sleep = sleep
+        self.limiter = RateLimiter(config.requests_per_minute, sleep=sleep)
+        self._rng = random.Random(config.seed)
+        self._rng_lock = threading.Lock()
+        host = urllib.parse.urlsplit(config.root).hostname or ""
+        # a server on this machine is never reached through the environment's HTTP proxy
+        handlers = [urllib.request.ProxyHandler({})] if host in LOOPBACK_HOSTS else []
+        self._opener = urllib.request.build_opener(*handlers)
+
+    def probe(self) -> list[str]:
+        """Check that the server answers (any HTTP status counts) and return the model names
+        ``GET {base_url}/models`` lists (empty when it lists none)."""
+        url = f"{self.config.root}/models"
+        try:
+            with self._opener.open(self._request(url), timeout=min(self.config.timeout_s, 30.0)) as r:
+                listing = json.loads(r.read().decode("utf-8", "replace"))
+        except urllib.error.HTTPError:
+            return []  # reachable; the server simply has no model listing (or wants other auth)
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            raise self._unreachable(e) from None
+        except ValueError:
+            return []
+        data = listing.get("data") if isinstance(listing, dict) else None
+        return [str(m["id"]) for m in data if isinstance(m, dict) and "id" in m] if isinstance(data, list) else []
+
+    def chat(self, image_url: str, text: str) -> dict:
+        """Send one image and one instruction; return the decoded response JSON."""
+        body = {
+            "model": self.config.model,
+            "messages": [{"role": "user", "content": [
+                {"type": "image_url", "image_url": {"url": image_url}}, {"type": "text", "text": text}]}],
+            self.config.max_tokens_field: self.config.max_tokens,
+            "temperature": self.config.temperature,
+        }
+        return self.post_json(f"{self.config.root}/chat/completions", body)
+
+    def post_json(self, url: str, body: dict) -> dict:
+        """POST ``body`` with retries; fail at once on a non-retryable 4xx (body shown)."""
+        data = json.dumps(body).encode("utf-8")
+        for attempt in range(self.config.max_retries + 1):
+            self.limiter.acquire()
+            retry_after = None
+            try:
+                with self._opener.open(self._request(url, data), timeout=self.config.timeout_s) as r:
+                    raw = r.read()
+                try:
+                    return json.loads(raw)
+                except ValueError:
+                    raise TeacherError(f"{url} answered with something that is not JSON: {_shown(raw)}") from None
+            except urllib.error.HTTPError as e:
+                text = _shown(_error_body(e))
+                if e.code not in RETRY_STATUSES:
+                    raise TeacherError(f"{url} answered HTTP {e.code} {e.reason}: {text}") from None
+                failure: Exception = TeacherError(f"{url}: {attempt + 1} attempts failed, the last with "
+                                                  f"HTTP {e.code} {e.reason}: {text}")
+                retry_after = parse_retry_after(e.headers.get("Retry-After"))
+            except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+                failure = self._unreachable(e, attempts=attempt + 1)
+            if attempt < self.config.max_retries:
+                self.sleep(retry_after if retry_after is not None else self._backoff(attempt))
+        raise failure
+
+    def _backoff(self, attempt: int) -> float:
+        with self._rng_lock:
+            return backoff_delay(attempt, self.config.backoff_base_s, self.config.backoff_max_s, self._rng)
+
+    def _request(self, url: str, data: bytes | None = None) -> urllib.request.Request:
+        headers = {"Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        if self.config.api_key:
+            headers["Authorization"] = f"Bearer {self.config.api_key}"
+        return urllib.request.Request(url, data=data, headers=headers, method="POST" if data else "GET")
+
+    def _unreachable(self, error: Exception, attempts: int = 1) -> TeacherUnreachableError:
+        reason = getattr(error, "reason", None) or error
+        return TeacherUnreachableError(
+            f"cannot reach the teacher endpoint {self.config.root} ({type(reason).__name__}: {reason}; "
+            f"{attempts} attempt(s)). Check that the server is running and listening there (for vLLM: "
+            "`vllm serve MODEL --port 8000`), that --base-url is right (it ends in /v1), and that "
+            "--timeout is long enough."
+        )
+
+
+def _error_body(error: urllib.error.HTTPError) -> bytes:
+    try:
+        return error.read()
+    except (OSError, http.client.HTTPException):
+        return b""
+
+
+def _shown(raw: bytes) -> str:
+    text = raw.decode("utf-8", "replace").strip()
+    return text if len(text) <= BODY_CHARS_SHOWN else text[:BODY_CHARS_SHOWN] + " …"
+
+
+# ===================================================================== prompt and reply
+def answer_json(sample: HOISample, vocab: HOIVocabulary, frame: Frame) -> str:
+    """The ground-truth answer list of ``sample`` as the SFT target writes it (JSON text)."""
+    text = render_answer(sample, vocab, frame, reasoning="")
+    return text[text.index(ANSWER_OPEN) + len(ANSWER_OPEN):text.rindex(ANSWER_CLOSE)]
+
+
+def distillation_prompt(answer: str, frame: Frame) -> str:
+    """The teacher instruction for one image whose correct answer is ``answer`` (a JSON list).
+
+    >>> text = distillation_prompt("[]", Frame("normalized_1000", (64, 48), (64, 48)))
+    >>> "[]" in text and "0 to 1000" in text
+    True
+    """
+    if frame.kind == "normalized_1000":
+        where = "Boxes are [x1, y1, x2, y2] on a scale from 0 to 1000 across the image's width and height."
+    else:
+        w, h = frame.text_size
+        where = f"Boxes are [x1, y1, x2, y2] in pixels of the image seen at {w}x{h}, origin at the top-left."
+    steps = "\n".join(f"{i}. {q}" for i, q in enumerate(THINKING_STEPS, start=1))
+    return (
+        "This image shows people and objects. The correct list of person-object interactions in it "
+        f"is:\n{answer}\n{where} An empty list means nobody interacts with an object.\n\n"
+        "Write the step-by-step reasoning of someone who looks at the image and arrives at exactly "
+        f"this list, answering these questions in order:\n{steps}\n\n"
+        "Write it as if you were discovering the answer yourself: never say or hint that the answer "
+        "was given. Refer to people and objects by what they look like and where they are in the "
+        "image (left, right, top, near the table); do not write box coordinates and do not repeat "
+        "the list. Plain text only: no JSON, no tags, no Markdown, no final answer."
+    )
+
+
+def extract_reasoning(content: object) -> str:
+    """The reasoning in a teacher reply: ``<answer>`` blocks dropped; the text outside
+    ``<think>…</think>`` if any, else the text inside it; tags and surrounding space removed.
+
+    >>> extract_reasoning("<think>Two people.</think><answer>[]</answer>")
+    'Two people.'
+    >>> extract_reasoning("hidden notes</think>One person rides the bicycle.")
+    'One person rides the bicycle.'
+    >>> extract_reasoning([{"type": "text", "text": " A man holds a cup. "}])
+    'A man holds a cup.'
+    """
+    if isinstance(content, list):  # some servers return content parts
+        content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    if not isinstance(content, str):
+        return ""
+    text = content
+    while ANSWER_OPEN in text:
+        start = text.index(ANSWER_OPEN)
+        end = text.find(ANSWER_CLOSE, start)
+        text = text[:start] + ("" if end < 0 else text[end + len(ANSWER_CLOSE):])
+    if THINK_CLOSE in text:
+        inside, _, outside = text.partition(THINK_CLOSE)
+        inside = inside.split(THINK_OPEN, 1)[-1]
+        text = outside if outside.replace(THINK_CLOSE, "").strip() else inside
+    for tag in (THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE):
+        text = text.replace(tag, "")
+    return text.strip()
+
+
+def encode_image(sample: HOISample) -> str:
+    """The image of ``sample`` as a data URL: the file's own bytes for an upright JPEG or PNG,
+    else re-encoded upright (EXIF orientation applied) as PNG. Its size must match the annotation."""
+    path = Path(sample.image_path)
+    try:
+        with Image.open(path) as im:
+            orientation = im.getexif().get(0x0112, 1)
+            upright = im if orientation == 1 else ImageOps.exif_transpose(im)
+            if upright.size != (sample.width, sample.height):
+                raise ValueError(f"image file {path} is {upright.size[0]}x{upright.size[1]} but its annotation "
+                                 f"says {sample.width}x{sample.height}; the answer boxes would not line up")
+            if orientation == 1 and im.format in ("JPEG", "PNG"):
+                mime, payload = f"image/{im.format.lower()}", path.read_bytes()
+            else:
+                buffer = io.BytesIO()
+                upright.convert("RGB").save(buffer, format="PNG")
+                mime, payload = "image/png", buffer.getvalue()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image file {path} does not exist (check --images)") from None
+    except (OSError, SyntaxError) as e:
+        raise ValueError(f"image file {path} cannot be read: {e}") from None
+    return f"data:{mime};base64,{base64.b64encode(payload).decode('ascii')}"
+
+
+# ===================================================================== output file and run
+def completed_file_names(path: str | Path) -> set[str]:
+    """File names that already have a line in the output ``path`` (empty when it does not exist).
+
+    A last line cut off by a killed run is removed from the file; a complete last line without
+    its newline gets one. A bad line elsewhere is an error naming the line.
+    """
+    path = Path(path)
+    if not path.exists():
+        return set()
+    raw = path.read_bytes()
+    lines = raw.split(b"\n")
+    done: set[str] = set()
+    offset = 0
+    for n, line in enumerate(lines, start=1):
+        last = n == len(lines)  # the text after the final newline (empty unless cut off)
+        if line.strip():
+            try:
+                record = json.loads(line)
+                name, reasoning = record["file_name"], record["reasoning"]
+                if not isinstance(name, str) or not isinstance(reasoning, str):
+                    raise TypeError("file_name and reasoning must be strings")
+            except (ValueError, KeyError, TypeError) as e:
+                if not last:
+                    raise ValueError(f"{path}, line {n}: expected a {{\"file_name\", \"reasoning\"}} JSON line "
+                                     f"({e}); fix or remove that line") from None
+                with path.open("r+b") as f:  # a partial line from an interrupted run
+                    f.truncate(offset)
+                break
+            done.add(name)
+            if last:
+                with path.open("ab") as f:
+                    f.write(b"\n")
+        offset += len(line) + 1
+    return done
+
+
+@dataclass
+class DistillSummary:
+    """What a run did.
+
+    Args:
+        considered: images of the dataset considered (after ``--limit``).
+        already_done: images skipped because the output already had them.
+        written: lines appended in this run.
+        skipped: per file name, why no line was written (empty or truncated reasoning).
+    """
+
+    considered: int = 0
+    already_done: int = 0
+    written: int = 0
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def distill(
+    samples: Sequence[HOISample],
+    vocab: HOIVocabulary,
+    out: str | Path,
+    client: TeacherClient,
+    frame_kind: str = "absolute_original",
+    workers: int = 1,
+    min_pixels: int = DEFAULT_MIN_PIXELS,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    log: Callable[[str], None] = print,
+) -> DistillSummary:
+    """Ask the teacher for the reasoning of every sample not yet in ``out`` and append it there.
+
+    Lines are written by this thread only, in completion order, each flushed to disk at once.
+    On a :class:`TeacherError` no new request starts, the requests in flight finish and are
+    written, and the error is raised.
+
+    Args:
+        samples: training images with their annotations.
+        vocab: the vocabulary whose names the answers use.
+        out: output JSONL (appended to; created with its folder when missing).
+        client: the teacher client.
+        frame_kind: coordinate frame of the answers shown to the teacher.
+        workers: requests in flight at once.
+        min_pixels: processor's smallest image area (``absolute_resized`` frames only).
+        max_pixels: processor's largest image area (``absolute_resized`` frames only).
+        log: where progress lines go.
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be at least 1, found {workers}")
+    out = Path(out)
+    done = completed_file_names(out)
+    summary = DistillSummary(considered=len(samples))
+    pending, seen = [], set()
+    for sample in samples:
+        if sample.file_name not in seen:
+            seen.add(sample.file_name)
+            summary.already_done += sample.file_name in done
+            if sample.file_name not in done:
+                pending.append(sample)
+    log(f"{len(pending)} images to send to the teacher ({summary.already_done} already in {out})")
+
+    def one(sample: HOISample) -> tuple[HOISample, str, str]:
+        frame = Frame.for_image(frame_kind, sample.width, sample.height, min_pixels, max_pixels)
+        prompt = distillation_prompt(answer_json(sample, vocab, frame), frame)
+        reply = client.chat(encode_image(sample), prompt)
+        try:
+            choice = reply["choices"][0]
+            content = choice["message"].get("content")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            raise TeacherError(f"{sample.file_name}: the reply has no choices[0].message: "
+                               f"{_shown(json.dumps(reply).encode())}") from None
+        if choice.get("finish_reason") == "length":
+            return sample, "", "the reasoning was cut at --max-tokens"
+        reasoning = extract_reasoning(content)
+        return sample, reasoning, "" if reasoning else "the reply held no reasoning text"
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    error: BaseException | None = None
+    start = time.perf_counter()
+    queue = iter(pending)
+    with out.open("a", encoding="ascii") as sink, ThreadPoolExecutor(max_workers=workers) as pool:
+        running: set[Future] = set()
+        while True:
+            while error is None and len(running) < workers and (sample := next(queue, None)) is not None:
+                running.add(pool.submit(one, sample))
+            if not running:
+                break
+            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                try:
+                    sample, reasoning, why = future.result()
+                except Exception as e:  # noqa: BLE001 - the first error stops the run, the rest finish
+                    error = error or e
+                    continue
+                if not reasoning:
+                    summary.skipped[sample.file_name] = why
+                    log(f"warning: {sample.file_name}: {why}; no line written")
+                    continue
+                sink.write(json.dumps({"file_name": sample.file_name, "reasoning": reasoning}) + "\n")
+                sink.flush()
+                os.fsync(sink.fileno())
+                summary.written += 1
+                if summary.written % 25 == 0:
+                    rate = summary.written / max(time.perf_counter() - start, 1e-9) * 60
+                    log(f"{summary.written}/{len(pending)} written ({rate:.1f} images/min)")
+    if error is not None:
+        raise error
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``hoi-r1 distill``: write the teacher reasoning JSONL for a training split."""
+    d = TeacherConfig()
+    parser = argparse.ArgumentParser(prog="hoi-r1 distill", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--annotations", required=True, help="training annotation file (JSON or anno_bbox.mat)")
+    parser.add_argument("--images", default=None, help="image folder (default: the annotation file's folder)")
+    parser.add_argument("--categories", default=None, help="SWIG-HOI category metadata")
+    parser.add_argument("--mat-split", choices=["train", "test"], default="train", help="split of anno_bbox.mat")
+    parser.add_argument("--out", required=True, help="output JSONL (appended to; rerun to resume)")
+    parser.add_argument("--base-url", default=d.base_url, help="OpenAI-compatible API root (default: %(default)s)")
+    parser.add_argument("--model", default=None, help="teacher model name (default: the first the server lists)")
+    parser.add_argument("--api-key-env", default="OPENAI_API_KEY",
+                        help="environment variable holding the API key; unset sends none (default: %(default)s)")
+    parser.add_argument("--max-tokens", type=int, default=d.max_tokens, help="default: %(default)s")
+    parser.add_argument("--max-tokens-field", choices=["max_tokens", "max_completion_tokens"],
+                        default=d.max_tokens_field, help="request field of --max-tokens (default: %(default)s)")
+    parser.add_argument("--temperature", type=float, default=d.temperature, help="default: %(default)s")
+    parser.add_argument("--requests-per-minute", type=float, default=d.requests_per_minute,
+                        help="client-side rate limit, 0 for none (default: %(default)s)")
+    parser.add_argument("--max-retries", type=int, default=d.max_retries, help="default: %(default)s")
+    parser.add_argument("--backoff-base", type=float, default=d.backoff_base_s,
+                        help="first retry delay in seconds, doubled per retry (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=d.timeout_s, help="seconds per request (default: %(default)s)")
+    parser.add_argument("--workers", type=int, default=1, help="requests in flight at once (default: %(default)s)")
+    parser.add_argument("--limit", type=int, default=None, help="only the first LIMIT images of the file")
+    parser.add_argument("--frame", choices=FRAME_KINDS, default="absolute_original",
+                        help="coordinate frame of the answers shown to the teacher (default: %(default)s)")
+    parser.add_argument("--min-pixels", type=int, default=DEFAULT_MIN_PIXELS, help="for --frame absolute_resized")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="for --frame absolute_resized")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the retry jitter (default: %(default)s)")
+    parser.add_argument("--no-probe", action="store_true", help="skip the GET {base-url}/models check")
+    args = parser.parse_args(argv)
+    if args.limit is not None and args.limit < 0:
+        parser.error(f"--limit must not be negative, found {args.limit}")
+    try:
+        config = TeacherConfig(
+            base_url=args.base_url, model=args.model or "", api_key=os.environ.get(args.api_key_env) or None,
+            max_tokens=args.max_tokens, max_tokens_field=args.max_tokens_field, temperature=args.temperature, timeout_s=args.timeout,
+            max_retries=args.max_retries, backoff_base_s=args.backoff_base,
+            backoff_max_s=max(d.backoff_max_s, args.backoff_base), requests_per_minute=args.requests_per_minute,
+            seed=args.seed,
+        )
+    except ValueError as e:
+        parser.error(str(e))
+    from hoi_r1.readers import read_annotations
+
+    try:
+        dataset = read_annotations(args.annotations, image_root=args.images, categories=args.categories,
+                                   split=args.mat_split)
+    except (OSError, ValueError) as e:
+        print(f"hoi-r1 distill: {e}", file=sys.stderr)
+        return 2
+    samples = dataset.samples[: args.limit] if args.limit is not None else dataset.samples
+    print(f"{len(samples)} images from {args.annotations}; teacher {config.root} "
+          f"({'API key from $' + args.api_key_env if config.api_key else 'no API key'})")
+    client = TeacherClient(config)
+    try:
+        if not args.no_probe:
+            listed = client.probe()
+            if not args.model and listed:
+                client.config = config = replace(config, model=listed[0])
+                print(f"using the model the server lists first: {config.model}")
+            elif args.model and listed and args.model not in listed:
+                print(f"warning: the server lists {listed}, not {args.model!r}", file=sys.stderr)
+        if not config.model:
+            parser.error("--model is needed (the server listed no model, or --no-probe was given)")
+        summary = distill(samples, dataset.vocab, args.out, client, args.frame, args.workers,
+                          args.min_pixels, args.max_pixels)
+    except (TeacherError, OSError, ValueError) as e:
+        print(f"hoi-r1 distill: {e}", file=sys.stderr)
+        if Path(args.out).exists():
+            have = len(completed_file_names(args.out))
+            print(f"{args.out} holds {have} reasonings; run the same command again to continue", file=sys.stderr)
+        return 1
+    print(f"wrote {summary.written} reasonings to {args.out} ({summary.already_done} were already there, "
+          f"{len(summary.skipped)} images without a usable reasoning)")
+    if summary.skipped:
+        print(f"{len(summary.skipped)} images have no reasoning; run the same command again to retry them",
+              file=sys.stderr)
+    return 1 if summary.skipped else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

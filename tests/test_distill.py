@@ -1,0 +1,346 @@
+"""``hoi-r1 distill`` against a fake chat-completions server on 127.0.0.1 (loopback only)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import random
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from PIL import Image
+
+from hoi_r1.distill import (
+    TeacherClient,
+    TeacherConfig,
+    TeacherError,
+    answer_json,
+    backoff_delay,
+    completed_file_names,
+    extract_reasoning,
+    main,
+)
+from hoi_r1.answer import render_answer
+from hoi_r1.frames import Frame
+from hoi_r1.image_dataset import load_image, read_reasonings
+from hoi_r1.readers import read_annotations
+from hoi_r1.readers.synthetic import SyntheticWorldConfig, generate_world
+
+NUM_TRAIN = 6
+
+
+def pixel_digest(image: Image.Image) -> str:
+    return hashlib.sha1(image.convert("RGB").tobytes()).hexdigest()[:12]
+
+
+def ok_reply(body: dict) -> tuple[int, dict, dict]:
+    """A teacher that reads the image and wraps its reasoning in the student's tags."""
+    url = body["messages"][0]["content"][0]["image_url"]["url"]
+    image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
+    text = f"<think>I count the people in picture {pixel_digest(image)}.</think><answer>[]</answer>"
+    return 200, {}, {"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
+
+
+class FakeTeacher:
+    """An OpenAI-style server: ``script(n, body)`` answers request ``n`` (0-based) of
+    ``/chat/completions`` with ``(status, headers, json or text)``; every request is recorded."""
+
+    def __init__(self, script=None, models=("teacher-1",)):
+        self.script = script or (lambda n, body: ok_reply(body))
+        self.models = models
+        self.requests: list[dict] = []
+        self.lock = threading.Lock()
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                fake._send(self, 200, {}, {"object": "list", "data": [{"id": m} for m in fake.models]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with fake.lock:
+                    n = len(fake.requests)
+                    fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
+                                          "time": time.monotonic()})
+                fake._send(self, *fake.script(n, body))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _send(handler, status, headers, payload):
+        data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+        handler.send_response(status)
+        for key, value in {"Content-Type": "application/json", **headers}.items():
+            handler.send_header(key, value)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        handler.wfile.write(data)
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(timeout=5)
+
+
+@pytest.fixture
+def teacher_factory():
+    servers = []
+
+    def make(script=None, **kwargs):
+        servers.append(FakeTeacher(script, **kwargs))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    root = generate_world(tmp_path_factory.mktemp("distill_world"),
+                          SyntheticWorldConfig(num_train=NUM_TRAIN, num_test=1, seed=5))
+    dataset = read_annotations(root / "train.json")
+    digests = {pixel_digest(load_image(s.image_path)): s for s in dataset.samples}
+    assert len(digests) == NUM_TRAIN
+    return root, dataset, digests
+
+
+def run_main(world, url, out, *extra):
+    root = world[0]
+    return main(["--annotations", str(root / "train.json"), "--out", str(out), "--base-url", url,
+                 "--requests-per-minute", "0", "--backoff-base", "0.001", "--max-retries", "2",
+                 "--timeout", "5", *extra])
+
+
+def request_image_digest(request: dict) -> str:
+    url = request["body"]["messages"][0]["content"][0]["image_url"]["url"]
+    return pixel_digest(Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1]))))
+
+
+def test_every_image_gets_its_reasoning(world, teacher_factory, tmp_path, monkeypatch):
+    _, dataset, digests = world
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    server = teacher_factory()
+    out = tmp_path / "reasoning.jsonl"
+    assert run_main(world, server.url, out, "--model", "teacher-1", "--max-tokens", "321",
+                    "--temperature", "0.25") == 0
+    assert len(server.requests) == NUM_TRAIN
+    for request in server.requests:
+        body = request["body"]
+        assert request["path"] == "/v1/chat/completions"
+        assert "Authorization" not in request["headers"]
+        assert (body["model"], body["max_tokens"], body["temperature"]) == ("teacher-1", 321, 0.25)
+        image_part, text_part = body["messages"][0]["content"]
+        assert image_part["image_url"]["url"].startswith("data:image/png;base64,")
+        sample = digests[request_image_digest(request)]
+        frame = Frame.for_image("absolute_original", sample.width, sample.height)
+        answer = answer_json(sample, dataset.vocab, frame)
+        assert answer.startswith("[") and answer in text_part["text"]
+        assert "given" in text_part["text"]  # the instruction forbids saying the answer was given
+    reasonings = read_reasonings(out)
+    assert set(reasonings) == {s.file_name for s in dataset.samples}
+    for digest, sample in digests.items():
+        assert reasonings[sample.file_name] == f"I count the people in picture {digest}."
+    sample = dataset.samples[0]  # the SFT target accepts it (no tags left in the reasoning)
+    frame = Frame.for_image("absolute_resized", sample.width, sample.height)
+    target = render_answer(sample, dataset.vocab, frame, reasoning=reasonings[sample.file_name])
+    assert target.startswith(f"<think>{reasonings[sample.file_name]}</think><answer>[")
+
+
+def test_frame_flag_and_model_from_listing(world, teacher_factory, tmp_path):
+    _, dataset, digests = world
+    server = teacher_factory(models=("listed-model", "other"))
+    assert run_main(world, server.url, tmp_path / "r.jsonl", "--limit", "2", "--frame", "normalized_1000",
+                    "--max-tokens-field", "max_completion_tokens", "--max-tokens", "77") == 0
+    assert len(server.requests) == 2
+    for request in server.requests:
+        assert request["body"]["model"] == "listed-model"
+        assert request["body"]["max_completion_tokens"] == 77 and "max_tokens" not in request["body"]
+        sample = digests[request_image_digest(request)]
+        frame = Frame.for_image("normalized_1000", sample.width, sample.height)
+        assert answer_json(sample, dataset.vocab, frame) in request["body"]["messages"][0]["content"][1]["text"]
+    assert set(read_reasonings(tmp_path / "r.jsonl")) == {s.file_name for s in dataset.samples[:2]}
+
+
+def test_api_key_is_sent_and_never_printed(world, teacher_factory, tmp_path, monkeypatch, capsys):
+    secret = "sk-test-very-secret-7731"
+    monkeypatch.setenv("HOI_TEACHER_KEY", secret)
+    server = teacher_factory(lambda n, body: ok_reply(body) if n == 0 else (401, {}, {"error": "bad key"}))
+    assert run_main(world, server.url, tmp_path / "r.jsonl", "--model", "teacher-1",
+                    "--api-key-env", "HOI_TEACHER_KEY") == 1
+    assert [r["headers"]["Authorization"] for r in server.requests] == [f"Bearer {secret}"] * 2
+    printed = capsys.readouterr()
+    assert "HTTP 401" in printed.err and "bad key" in printed.err
+    assert secret not in printed.out + printed.err
+
+
+def client_for(server, **kwargs):
+    sleeps: list[float] = []
+    settings = dict(base_url=server.url, model="m", requests_per_minute=0, backoff_base_s=0.5, seed=3)
+    return TeacherClient(TeacherConfig(**{**settings, **kwargs}), sleep=sleeps.append), sleeps
+
+
+def test_retries_on_500_then_429_with_retry_after(teacher_factory):
+    statuses = [(500, {}, "overloaded"), (429, {"Retry-After": "7"}, {"error": "slow down"})]
+    server = teacher_factory(lambda n, body: statuses[n] if n < len(statuses) else ok_reply(body))
+    client, sleeps = client_for(server)
+    image = Image.new("RGB", (8, 6), (10, 20, 30))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    reply = client.chat(url, "why?")
+    assert extract_reasoning(reply["choices"][0]["message"]["content"]).endswith(f"{pixel_digest(image)}.")
+    assert len(server.requests) == 3
+    # first wait: the seeded exponential backoff; second: the server's Retry-After, as given
+    assert sleeps == [backoff_delay(0, 0.5, 60.0, random.Random(3)), 7.0]
+    assert 0.25 <= sleeps[0] < 0.5
+
+
+def test_gives_up_after_max_retries_with_growing_delays(teacher_factory):
+    server = teacher_factory(lambda n, body: (503, {}, "down for maintenance"))
+    client, sleeps = client_for(server, max_retries=4, backoff_base_s=0.1, backoff_max_s=0.5)
+    with pytest.raises(TeacherError, match="5 attempts failed, the last with HTTP 503.*down for maintenance"):
+        client.chat("data:image/png;base64,AAAA", "x")
+    assert len(server.requests) == 5
+    assert len(sleeps) == 4
+    for k, delay in enumerate(sleeps):
+        cap = min(0.5, 0.1 * 2**k)
+        assert 0.5 * cap <= delay < cap
+
+
+def test_other_4xx_fails_fast_with_body(world, teacher_factory, tmp_path, capsys):
+    body = {"error": {"message": "image has 99999 tokens, more than the 4096 allowed"}}
+    server = teacher_factory(lambda n, _: (400, {}, body))
+    out = tmp_path / "r.jsonl"
+    assert run_main(world, server.url, out, "--model", "teacher-1") == 1
+    assert len(server.requests) == 1
+    err = capsys.readouterr().err
+    assert "HTTP 400" in err and "more than the 4096 allowed" in err and server.url in err
+    assert completed_file_names(out) == set()
+
+
+def test_resume_after_interruption(world, teacher_factory, tmp_path, capsys):
+    _, dataset, digests = world
+    k = 2
+    broken = teacher_factory(lambda n, body: ok_reply(body) if n < k else (502, {}, "gone"))
+    out = tmp_path / "r.jsonl"
+    assert run_main(world, broken.url, out, "--model", "teacher-1", "--max-retries", "1") == 1
+    assert len(broken.requests) == k + 2  # k answered, then one image tried twice
+    assert f"holds {k} reasonings" in capsys.readouterr().err
+    first = read_reasonings(out)
+    assert len(first) == k
+    with out.open("ab") as f:  # a line cut off by a killed process
+        f.write(b'{"file_name": "images/train/synthetic_train_000005.png", "reas')
+
+    good = teacher_factory()
+    assert run_main(world, good.url, out, "--model", "teacher-1") == 0
+    assert f"wrote {NUM_TRAIN - k} reasonings to {out} ({k} were already there" in capsys.readouterr().out
+    asked = [digests[request_image_digest(r)].file_name for r in good.requests]
+    assert len(asked) == NUM_TRAIN - k and not set(asked) & set(first)
+    names = [json.loads(line)["file_name"] for line in out.read_text().splitlines()]
+    assert sorted(names) == sorted(s.file_name for s in dataset.samples)  # all present, none twice
+    reasonings = read_reasonings(out)
+    for digest, sample in digests.items():
+        assert reasonings[sample.file_name] == f"I count the people in picture {digest}."
+
+    again = teacher_factory()
+    assert run_main(world, again.url, out, "--model", "teacher-1") == 0
+    assert again.requests == []
+
+
+def test_completed_file_names_repairs_only_the_last_line(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text('{"file_name": "a.png", "reasoning": "x"}\n{"file_name": "b.png", "reasoning": "y"}')
+    assert completed_file_names(path) == {"a.png", "b.png"}
+    assert path.read_text().endswith("}\n")
+    assert read_reasonings(path) == {"a.png": "x", "b.png": "y"}
+    path.write_text('{"file_name": "a.png", "reasoning": "x"}\n{"file_na\n{"file_name": "c.png", "reasoning": "z"}\n')
+    with pytest.raises(ValueError, match="r.jsonl, line 2"):
+        completed_file_names(path)
+
+
+def closed_port_url() -> str:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.mark.parametrize("probe", [True, False])
+def test_unreachable_endpoint_is_one_clear_error(world, tmp_path, capsys, probe):
+    url = closed_port_url()
+    extra = ["--model", "teacher-1"] + ([] if probe else ["--no-probe"])
+    start = time.perf_counter()
+    assert run_main(world, url, tmp_path / "r.jsonl", *extra) == 1
+    assert time.perf_counter() - start < 5
+    err = capsys.readouterr().err
+    assert f"cannot reach the teacher endpoint {url}" in err
+    assert "server is running" in err and "--base-url" in err
+    assert ("1 attempt(s)" if probe else "3 attempt(s)") in err
+    assert not (tmp_path / "r.jsonl").exists() or completed_file_names(tmp_path / "r.jsonl") == set()
+
+
+def test_unusable_replies_are_skipped_and_retried(world, teacher_factory, tmp_path, capsys):
+    def script(n, body):
+        if n == 0:
+            return 200, {}, {"choices": [{"message": {"content": "<answer>[]</answer>"}, "finish_reason": "stop"}]}
+        if n == 1:
+            return 200, {}, {"choices": [{"message": {"content": "Half a thou"}, "finish_reason": "length"}]}
+        return ok_reply(body)
+
+    server = teacher_factory(script)
+    out = tmp_path / "r.jsonl"
+    assert run_main(world, server.url, out, "--model", "teacher-1") == 1
+    err = capsys.readouterr().err
+    assert "2 images have no reasoning" in err
+    assert len(read_reasonings(out)) == NUM_TRAIN - 2
+    retry = teacher_factory()
+    assert run_main(world, retry.url, out, "--model", "teacher-1") == 0
+    assert len(retry.requests) == 2 and len(read_reasonings(out)) == NUM_TRAIN
+
+
+def test_workers_and_rate_limit(world, teacher_factory, tmp_path):
+    _, dataset, digests = world
+
+    def slow(n, body):
+        time.sleep(0.02)
+        return ok_reply(body)
+
+    server = teacher_factory(slow)
+    out = tmp_path / "r.jsonl"
+    args = ["--annotations", str(world[0] / "train.json"), "--out", str(out), "--base-url", server.url,
+            "--model", "teacher-1", "--workers", "3", "--requests-per-minute", "600"]
+    assert main(args) == 0
+    times = sorted(r["time"] for r in server.requests)
+    assert len(times) == NUM_TRAIN
+    assert min(b - a for a, b in zip(times, times[1:])) >= 0.07  # 600/min: one request per 100 ms
+    reasonings = read_reasonings(out)
+    for digest, sample in digests.items():
+        assert reasonings[sample.file_name] == f"I count the people in picture {digest}."
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("  Plain reasoning.  ", "Plain reasoning."),
+        ("<think>Inside.</think>", "Inside."),
+        ("<think>notes</think>Final text.<answer>[1]</answer>", "Final text."),
+        ("Reasoning first. <answer>[{\"human\": [1, 2", "Reasoning first."),
+        ("<answer>[]</answer>", ""),
+        (None, ""),
+        ("a <think> b", "a  b"),
+    ],
+)
+def test_extract_reasoning(content, expected):
+    assert extract_reasoning(content) == expected

@@ -1,0 +1,118 @@
+"""SFTModule end to end with the real Trainer: loss, parameter updates, freezing, checkpoints, metrics."""
+
+import lightning as L
+import pytest
+import torch
+
+from hoi_r1.datamodule import HOIDataModule, SplitFiles
+from hoi_r1.detection_eval import EvaluationSettings
+from hoi_r1.generation import GenerationSettings
+from hoi_r1.models import ModelSettings
+from hoi_r1.prompts import PromptConfig
+from hoi_r1.sft import SFTModule
+
+SHORT_PROMPT = PromptConfig(thinking_guidance=False, show_example=False, list_verbs=False)
+
+
+def _data(model_dir, world, **kwargs):
+    return HOIDataModule(
+        train=SplitFiles(str(world / "train.json")),
+        val=SplitFiles(str(world / "test.json"), limit=4),
+        test=SplitFiles(str(world / "test.json"), limit=4),
+        batch_size=4,
+        eval_batch_size=4,
+        prompt=SHORT_PROMPT,
+        **kwargs,
+    )
+
+
+def _module(model_dir, **settings):
+    return SFTModule(
+        model=ModelSettings(name_or_path=str(model_dir), **settings),
+        optimizer=lambda params: torch.optim.AdamW(params, lr=1e-3),
+        generation=GenerationSettings(max_new_tokens=12),
+        evaluation=EvaluationSettings(),
+        log_examples=1,
+    )
+
+
+def _trainer(tmp_path, **kwargs):
+    return L.Trainer(
+        accelerator="cpu",
+        default_root_dir=tmp_path,
+        logger=L.pytorch.loggers.TensorBoardLogger(tmp_path, name="tb"),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+        **kwargs,
+    )
+
+
+def test_fit_updates_trainable_and_keeps_frozen(tiny_model_dir, synthetic_world, tmp_path):
+    L.seed_everything(0)
+    module = _module(tiny_model_dir, freeze_vision=True)
+    data = _data(tiny_model_dir, synthetic_world)
+    module.configure_model()
+    before = {k: v.detach().clone() for k, v in module.model.state_dict().items()}
+    trainer = _trainer(tmp_path, max_steps=3, limit_val_batches=1, val_check_interval=3, log_every_n_steps=1)
+    trainer.fit(module, datamodule=data)
+    after = module.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("model.language_model") for k in changed)
+    assert any("visual.merger" in k for k in changed)
+    assert not any("visual.blocks" in k or "visual.patch_embed" in k for k in changed)
+    metrics = trainer.callback_metrics
+    assert torch.isfinite(metrics["train/loss"])
+    for key in ("val/mAP_full", "val/parse_rate", "val/pairs_per_image", "val/truncation_rate"):
+        assert key in metrics
+    assert 0.0 <= float(metrics["val/parse_rate"]) <= 1.0
+
+
+def test_checkpoint_reloads_into_equal_weights(tiny_model_dir, synthetic_world, tmp_path):
+    L.seed_everything(0)
+    module = _module(tiny_model_dir)
+    trainer = _trainer(tmp_path, max_steps=2, limit_val_batches=0)
+    trainer.fit(module, datamodule=_data(tiny_model_dir, synthetic_world))
+    path = tmp_path / "sft.ckpt"
+    trainer.save_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=False)
+    assert "rng_states" in checkpoint and "HOIDataModule" in checkpoint
+    assert checkpoint["HOIDataModule"]["train_sampler"]["position"] == 8  # 2 batches of 4 consumed
+    reloaded = _module(tiny_model_dir)
+    reloaded.configure_model()
+    reloaded.load_state_dict(checkpoint["state_dict"])
+    for k, v in module.model.state_dict().items():
+        assert torch.equal(v, reloaded.model.state_dict()[k]), k
+
+
+def test_resume_from_a_mid_epoch_checkpoint_is_exact(tiny_model_dir, synthetic_world, tmp_path):
+    """A run resumed from its step-2 checkpoint ends with the same weights as the run itself."""
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    def run(root, ckpt_path=None):
+        L.seed_everything(0)
+        module = _module(tiny_model_dir)
+        saver = ModelCheckpoint(dirpath=root / "ckpt", every_n_train_steps=2, save_top_k=-1)
+        trainer = _trainer(root, max_steps=4, limit_val_batches=0, callbacks=[saver])
+        trainer.fit(module, datamodule=_data(tiny_model_dir, synthetic_world), ckpt_path=ckpt_path)
+        return module, trainer
+
+    straight, _ = run(tmp_path / "a")
+    (step2,) = (tmp_path / "a" / "ckpt").glob("*step=2.ckpt")
+    assert torch.load(step2, weights_only=True)["HOIDataModule"]["train_sampler"]["position"] == 8
+    resumed, trainer = run(tmp_path / "b", ckpt_path=str(step2))
+    assert trainer.global_step == 4
+    for k, v in straight.model.state_dict().items():
+        assert torch.equal(v, resumed.model.state_dict()[k]), k
+
+
+def test_test_stage_reports_metric_and_logs_examples(tiny_model_dir, synthetic_world, tmp_path):
+    module = _module(tiny_model_dir)
+    trainer = _trainer(tmp_path)
+    results = trainer.test(module, datamodule=_data(tiny_model_dir, synthetic_world))
+    assert {"test/mAP_full", "test/mAP_rare", "test/parse_rate"} <= set(results[0])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next((tmp_path / "tb").glob("version_*"))))
+    events.Reload()
+    assert "test/example_0" in events.Tags()["images"]
