@@ -64,8 +64,10 @@ class HOIDataModule(L.LightningDataModule):
         val: validation split (generation + HOI-mAP).
         test: test split.
         predict_images: folder of images to run ``predict`` on (no annotations needed).
+        predict_limit: predict only the first ``predict_limit`` images (by name); ``None`` for all.
         categories: SWIG-HOI category metadata (JSON, or THID's categories ``.py`` file).
-        vocabulary: a vocabulary JSON replacing the dataset's in prompts (open vocabulary).
+        vocabulary: a vocabulary JSON replacing the dataset's in prompts (open vocabulary); for
+            ``predict`` on a folder of images it is the label space (default: HICO-DET's).
         zero_shot: zero-shot setting (``rare_first``, ``non_rare_first``, ``unseen_object``,
             ``unseen_verb``, or a setting of a custom vocabulary): unseen classes are removed
             from the training split; the test split is unchanged.
@@ -94,6 +96,7 @@ class HOIDataModule(L.LightningDataModule):
         val: SplitFiles | None = None,
         test: SplitFiles | None = None,
         predict_images: str | None = None,
+        predict_limit: int | None = None,
         categories: str | None = None,
         vocabulary: str | None = None,
         zero_shot: str | None = None,
@@ -122,6 +125,7 @@ class HOIDataModule(L.LightningDataModule):
         self.train_sampler: ResumableSampler | None = None
         self._pending_sampler_state: dict | None = None
         self._consumed: dict | None = None
+        self._custom_vocab: HOIVocabulary | None = None
 
     # ------------------------------------------------------------------ set-up
     def default_processor(self, name_or_path: str) -> None:
@@ -149,10 +153,15 @@ class HOIDataModule(L.LightningDataModule):
     def vocab(self) -> HOIVocabulary:
         """The vocabulary of the prompts: the custom one if given, else the dataset's."""
         if self.hparams.vocabulary:
-            return HOIVocabulary.from_json(self.hparams.vocabulary)
+            if self._custom_vocab is None:
+                self._custom_vocab = HOIVocabulary.from_json(self.hparams.vocabulary)
+            return self._custom_vocab
         for split in ("train", "val", "test"):
             if split in self.sources:
                 return self.sources[split].vocab
+        if "predict" in self.datasets:
+            log.warning("predicting without data.vocabulary: using HICO-DET's vocabulary")
+            return HOIVocabulary.hico_det()
         raise RuntimeError("HOIDataModule.vocab is known once setup() has read a split")
 
     def setup(self, stage: str | None = None) -> None:
@@ -168,7 +177,7 @@ class HOIDataModule(L.LightningDataModule):
                 continue
             if split == "predict":
                 if self.hparams.predict_images:
-                    samples = image_folder_samples(self.hparams.predict_images)
+                    samples = image_folder_samples(self.hparams.predict_images)[: self.hparams.predict_limit]
                     self.datasets["predict"] = self._dataset(samples, None)
                 continue
             files = self.splits[split]

@@ -73,7 +73,9 @@ class ResumableSampler(DistributedSampler):
         self.epoch = epoch + 1
 
     def __len__(self) -> int:
-        return self.num_samples - self.position
+        # The whole epoch, also when resuming mid-epoch: Lightning restores how many batches of
+        # the epoch are done and stops the epoch at len(loader), so the length must not shrink.
+        return self.num_samples
 
     def set_epoch(self, epoch: int) -> None:
         """Lightning calls this at each epoch start; a resumed position in the same epoch is kept."""

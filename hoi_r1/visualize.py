@@ -54,3 +54,18 @@ def _pair(draw: ImageDraw.ImageDraw, human, obj, human_colour, object_colour, la
     oc = ((obj[0] + obj[2]) / 2, (obj[1] + obj[3]) / 2)
     draw.line([hc, oc], fill=human_colour, width=1)
     draw.text((human[0] + 2, human[1] + 1), label, fill=human_colour)
+
+
+def draw_record(image: Image.Image, record: dict, max_pairs: int = 20) -> Image.Image:
+    """Draw one prediction record (the ``hoi-r1 predict`` / ``hoi-r1 eval`` layout: a list of
+    ``hois`` with ``human_box``, ``object_box``, ``object``, ``verb``, ``score``); the verbs of a
+    pair share one label."""
+    out = image.convert("RGB").copy()
+    draw = ImageDraw.Draw(out)
+    pairs: dict[tuple, list[str]] = {}
+    for hoi in record.get("hois", []):
+        key = (tuple(hoi["human_box"]), tuple(hoi["object_box"]), hoi["object"], round(float(hoi["score"]), 2))
+        pairs.setdefault(key, []).append(hoi["verb"])
+    for (human, obj, name, score), verbs in list(pairs.items())[:max_pairs]:
+        _pair(draw, human, obj, PRED_HUMAN, PRED_OBJECT, f"{','.join(verbs)} {name} {score:.2f}")
+    return out

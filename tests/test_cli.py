@@ -13,10 +13,19 @@ def test_configs_exist():
     assert CONFIGS, "configs/ holds no YAML"
 
 
+def _config_args(config: Path) -> list[str]:
+    """An overlay (first line ``# overlay-of: base.yaml``) is parsed on top of its base."""
+    first = config.read_text().splitlines()[0]
+    if first.startswith("# overlay-of:"):
+        base = config.parent / first.split(":", 1)[1].strip()
+        return ["--config", str(base), "--config", str(config)]
+    return ["--config", str(config)]
+
+
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.name)
 def test_every_config_parses(config, capsys):
     with pytest.raises(SystemExit) as exit_:
-        cli_main(["fit", "--config", str(config), "--print_config"])
+        cli_main(["fit", *_config_args(config), "--print_config"])
     assert exit_.value.code == 0
     printed = capsys.readouterr().out
     assert "class_path: hoi_r1." in printed and "data:" in printed
