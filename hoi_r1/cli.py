@@ -7,6 +7,7 @@ own commands.
     hoi-r1 eval --annotations test_hico.json --predictions preds.json --protocol qpic
     hoi-r1 distill --annotations data/synthetic/train.json --out reasoning.jsonl --base-url http://127.0.0.1:8000/v1
     hoi-r1 tiny-model --out checkpoints/tiny-qwen2_5_vl
+    hoi-r1 export --checkpoint checkpoints/demo_sft/last.ckpt --out exported/demo_sft
 
 The model class is chosen in YAML (``model.class_path``: :class:`~hoi_r1.sft.SFTModule` now,
 the GRPO module later); the data is always :class:`~hoi_r1.datamodule.HOIDataModule`.
@@ -38,6 +39,12 @@ def _distill(argv: list[str]) -> int:
     return main(argv)
 
 
+def _export(argv: list[str]) -> int:
+    from hoi_r1.export import main
+
+    return main(argv)
+
+
 def _tiny_model(argv: list[str]) -> int:
     import argparse
 
@@ -57,6 +64,7 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "synth": _synth,
     "eval": _eval,
     "distill": _distill,
+    "export": _export,
     "tiny-model": _tiny_model,
 }
 """The project's own sub-commands (everything else goes to LightningCLI)."""

@@ -16,9 +16,9 @@ import torch
 from torch import nn
 
 from hoi_r1.answer import ParsedAnswer, parse_answer, to_metric_preds
-from hoi_r1.generation import Completions, GenerationSettings, char_offsets, generate, span_logprob
+from hoi_r1.generation import Completions, GenerationSettings, char_offsets, generate
 from hoi_r1.metric import HOIMeanAveragePrecision, targets_from_sample
-from hoi_r1.scores import apply_scores, label_spans, vote_scores
+from hoi_r1.scores import apply_scores, label_spans, logprob_scores, span_mean_logprobs, vote_scores
 from hoi_r1.vocab import HOIVocabulary
 
 ScoreKind = Literal["rank", "logprob", "vote"]
@@ -105,9 +105,8 @@ class HOIEvaluation(nn.Module):
             for p, text, ids, lps, mask in zip(parsed, first.texts, first.token_ids, first.token_logprobs, first.mask):
                 n = int(mask.sum())
                 offsets = char_offsets(tok, ids[:n].tolist())
-                spans = label_spans(text, p)
-                scores = [span_logprob(s, offsets, lps[:n]) for s in spans]
-                out.append(apply_scores(p, [float(torch.tensor(s).exp()) if s is not None else 0.0 for s in scores]))
+                means = span_mean_logprobs(label_spans(text, p, self.vocab), offsets, lps[:n].tolist())
+                out.append(apply_scores(p, logprob_scores(means)))
             return out
         sampled = GenerationSettings(
             max_new_tokens=generation.max_new_tokens,

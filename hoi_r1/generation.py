@@ -113,18 +113,6 @@ def char_offsets(tokenizer, token_ids: list[int]) -> list[tuple[int, int]]:
     return spans
 
 
-def span_logprob(
-    spans: list[tuple[int, int]], offsets: list[tuple[int, int]], token_logprobs: torch.Tensor
-) -> float | None:
-    """Mean log-probability of the tokens overlapping any character span; ``None`` if none do."""
-    picked = [
-        float(token_logprobs[i])
-        for i, (a, b) in enumerate(offsets)
-        if b > a and any(a < e and s < b for s, e in spans)
-    ]
-    return sum(picked) / len(picked) if picked else None
-
-
 def _end_ids(model, tok) -> list[int]:
     ids = {tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")}
     eos = getattr(model.generation_config, "eos_token_id", None)

@@ -116,3 +116,28 @@ def test_test_stage_reports_metric_and_logs_examples(tiny_model_dir, synthetic_w
     events = EventAccumulator(str(next((tmp_path / "tb").glob("version_*"))))
     events.Reload()
     assert "test/example_0" in events.Tags()["images"]
+
+
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_export_loads_with_from_pretrained(tiny_model_dir, synthetic_world, tmp_path, lora):
+    from transformers import AutoModelForImageTextToText
+
+    from hoi_r1.export import export_checkpoint
+    from hoi_r1.models import LoraSettings
+
+    L.seed_everything(0)
+    module = _module(tiny_model_dir, lora=LoraSettings(r=4, alpha=8) if lora else None)
+    data = _data(tiny_model_dir, synthetic_world)
+    trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    trainer.fit(module, datamodule=data)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    out = export_checkpoint(tmp_path / "m.ckpt", tmp_path / "hf")
+    exported = AutoModelForImageTextToText.from_pretrained(out)
+    batch = next(iter(data.train_dataloader()))
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "pixel_values", "image_grid_thw")}
+    module.model.eval()
+    with torch.no_grad():
+        expected = module.model(**inputs).logits
+        got = exported(**inputs).logits
+    assert torch.allclose(expected, got, atol=1e-5)
+    assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()

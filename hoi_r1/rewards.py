@@ -1,0 +1,322 @@
+"""GRPO rewards for HOI answers: ``format``, ``keys``, ``label`` and ``iou`` (DESIGN.md, "Reward
+definitions"; the HOI-R1 paper names these rewards but publishes no formula, so these are ours).
+
+A reward is a plain callable ``(completions, targets) -> list[float | None]`` (TRL's contract),
+one value in ``[0, 1]`` per completion, ``None`` where it does not apply (a target without
+ground truth). Every completion is read by the one answer parser
+(:func:`hoi_r1.answer.parse_answer`) that the metric also uses; pairs are matched by
+:func:`hoi_r1.matching.hungarian_pairs` (cost ``1 - IoU_h * IoU_o``, ties broken by labels).
+
+With ``N = max(answer elements, ground-truth pairs)`` — a ground-truth *pair* is a distinct
+(human, object) pair with its verb set (``HOISample.grouped_pairs``), the unit of one answer
+element — so that both extra and missed pairs cost:
+
+* ``format``: 1 if the text is exactly ``<think>…</think><answer>…</answer>``, else 0.
+* ``keys``: share of answer elements that are fully valid — the four keys, boxes finite with
+  ``x1 < x2`` and ``y1 < y2`` and inside the image up to :data:`BOX_TOLERANCE` of its longer side,
+  labels in the vocabulary, every verb valid with the object, at least one verb; 0 if the payload
+  is not a JSON list exactly as written (no repair); 1 for an empty JSON list.
+* ``label``: ``(1/N) Σ_matched [0.5 (object class right) + 0.5 Jaccard(verb sets)]``.
+* ``iou``: ``(1/N) Σ_matched (IoU_h + IoU_o) / 2``.
+
+Every assigned pair counts, also one without overlap: early in training the boxes are poor and
+the label reward still tells the model which classes the image holds. When both the answer and
+the ground truth are empty, ``label`` and ``iou`` are 1 if the payload was read as a list (the
+model rightly said "nothing") and 0 otherwise.
+
+:func:`score_completions` parses each completion once, matches it once, and evaluates every
+weighted reward on that shared reading; the total is ``Σ w_i r_i`` with ``None`` rewards left
+out of the sum (TRL's ``nansum``), or NaN when every reward is ``None``.
+
+>>> from hoi_r1.frames import Frame
+>>> from hoi_r1.sample import HOISample
+>>> from hoi_r1.vocab import HOIVocabulary
+>>> vocab = HOIVocabulary.open(["ride", "hold"], ["person", "bicycle"])
+>>> s = HOISample(0, "a.jpg", "a.jpg", 100, 100, human_boxes=[[0, 0, 50, 100]],
+...               object_boxes=[[0, 50, 100, 100]], object_labels=[1], pairs=[[0, 0, 0, 0]])
+>>> t = RewardTarget(s, Frame("absolute_original", (100, 100), (100, 100)), vocab)
+>>> text = ('<think>one rider</think><answer>[{"human": [0, 0, 50, 100], "object": [0, 50, 100, 100], '
+...         '"object class": "bicycle", "verb class": ["ride", "hold"]}]</answer>')
+>>> [REWARDS[name]([text], [t])[0] for name in ("format", "keys", "label", "iou")]
+[1.0, 1.0, 0.75, 1.0]
+>>> score_completions([text], [t], RewardWeights(keys=0.0)).total
+[2.75]
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+from functools import cached_property
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from hoi_r1.answer import ParsedAnswer, parse_answer
+from hoi_r1.boxes import valid_boxes
+from hoi_r1.frames import Frame
+from hoi_r1.matching import hungarian_pairs, verb_jaccard
+from hoi_r1.sample import HOISample
+from hoi_r1.vocab import HOIVocabulary
+
+BOX_TOLERANCE = 0.01
+"""How far outside the image a box may reach for ``keys``, as a fraction of the image's longer
+side (1 % ≈ 6 pixels of a 640-pixel HICO-DET image; ten units of the 0..1000 frame): text
+frames round coordinates, and a box touching the border may land a unit outside."""
+
+
+# ===================================================================== inputs and settings
+@dataclass(frozen=True, eq=False)
+class RewardTarget:
+    """What the rewards compare one completion with.
+
+    Args:
+        sample: ground truth of the image (``None``: only ``format`` and ``keys`` apply).
+        frame: coordinate frame of the answer text for this image.
+        vocab: vocabulary the answer's names are read with.
+    """
+
+    sample: HOISample | None
+    frame: Frame
+    vocab: HOIVocabulary
+
+    def __post_init__(self) -> None:
+        s = self.sample
+        if s is not None and tuple(self.frame.original_size) != (s.width, s.height):
+            raise ValueError(
+                f"{s.file_name}: frame original_size {tuple(self.frame.original_size)} is not the image size "
+                f"{(s.width, s.height)}"
+            )
+
+    @cached_property
+    def ground_truth(self) -> "GroundTruthPairs":
+        """The ground-truth pairs, grouped as answer elements (computed once per target)."""
+        return GroundTruthPairs.of(self.sample)
+
+
+@dataclass(frozen=True)
+class GroundTruthPairs:
+    """Distinct (human, object) pairs of a sample with their verb sets (``G`` of them)."""
+
+    humans: torch.Tensor  # (G, 4) original pixels
+    objects: torch.Tensor  # (G, 4)
+    object_labels: tuple[int, ...]
+    verbs: tuple[frozenset[int], ...]
+
+    @classmethod
+    def of(cls, sample: HOISample | None) -> "GroundTruthPairs":
+        groups = sample.grouped_pairs() if sample is not None else []
+        humans = np.asarray([sample.human_boxes[h] for h, _, _ in groups], dtype=np.float64).reshape(-1, 4)
+        objects = np.asarray([sample.object_boxes[o] for _, o, _ in groups], dtype=np.float64).reshape(-1, 4)
+        return cls(
+            humans=torch.from_numpy(humans),
+            objects=torch.from_numpy(objects),
+            object_labels=tuple(int(sample.object_labels[o]) for _, o, _ in groups),
+            verbs=tuple(frozenset(v) for _, _, v in groups),
+        )
+
+    def __len__(self) -> int:
+        return len(self.object_labels)
+
+
+@dataclass(frozen=True)
+class RewardWeights:
+    """Weight of each reward in the total ``Σ w_i r_i`` (YAML: ``rewards: {format: 1.0, ...}``).
+    A reward with weight 0 is still computed and logged.
+
+    Args:
+        format: weight of ``format`` (the ``<think>…</think><answer>…</answer>`` structure).
+        keys: weight of ``keys`` (share of fully valid answer elements).
+        label: weight of ``label`` (object class and verb-set agreement of matched pairs).
+        iou: weight of ``iou`` (box IoU of matched pairs).
+    """
+
+    format: float = 1.0
+    keys: float = 1.0
+    label: float = 1.0
+    iou: float = 1.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"reward weight {f.name!r} must be a finite number, found {value!r}")
+
+    def as_dict(self) -> dict[str, float]:
+        """``{reward name: weight}`` in the registry's order."""
+        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
+
+
+# ===================================================================== one judged answer
+@dataclass(frozen=True)
+class PairMatch:
+    """Hungarian matching of an answer's triplets with the ground-truth pairs (``K`` matches)."""
+
+    num_units: int  # N = max(answer elements, ground-truth pairs)
+    iou_h: np.ndarray  # (K,)
+    iou_o: np.ndarray  # (K,)
+    object_right: np.ndarray  # (K,) bool
+    verb_jaccard: np.ndarray  # (K,)
+
+
+@dataclass(frozen=True, eq=False)
+class JudgedAnswer:
+    """One completion read against its target; the matching is computed at most once."""
+
+    parsed: ParsedAnswer
+    target: RewardTarget
+
+    @classmethod
+    def read(cls, completion: str, target: RewardTarget) -> "JudgedAnswer":
+        return cls(parse_answer(completion, target.vocab, target.frame), target)
+
+    @cached_property
+    def match(self) -> PairMatch:
+        gt, triplets = self.target.ground_truth, self.parsed.triplets
+        n = max(self.parsed.num_elements, len(gt))
+        if not triplets or not len(gt):
+            empty = np.zeros(0)
+            return PairMatch(n, empty, empty, np.zeros(0, dtype=bool), empty)
+        pred_objects = [t.object_id for t in triplets]
+        pred_verbs = [t.verb_ids for t in triplets]
+        p, g, iou_h, iou_o = hungarian_pairs(
+            [t.human_box for t in triplets], [t.object_box for t in triplets], gt.humans, gt.objects,
+            pred_objects, gt.object_labels, pred_verbs, gt.verbs,
+        )
+        p, g = p.numpy(), g.numpy()
+        object_right = np.asarray(pred_objects)[p] == np.asarray(gt.object_labels)[g]
+        jaccard = verb_jaccard([pred_verbs[i] for i in p], [gt.verbs[j] for j in g]).diagonal()
+        return PairMatch(n, iou_h.numpy(), iou_o.numpy(), object_right, jaccard)
+
+
+AnswerReward = Callable[[JudgedAnswer], "float | None"]
+"""A reward on one judged answer (the pure form behind each registry entry)."""
+
+
+def format_score(answer: JudgedAnswer) -> float:
+    """1 if the text is exactly ``<think>…</think><answer>…</answer>``, else 0."""
+    return float(answer.parsed.structure_ok)
+
+
+def keys_score(answer: JudgedAnswer) -> float:
+    """Share of fully valid answer elements; 0 if the payload is not a strict JSON list."""
+    parsed = answer.parsed
+    if not parsed.json_ok:
+        return 0.0
+    if parsed.num_elements == 0:
+        return 1.0
+    flawed = {p.element for p in parsed.problems}
+    clean = [t for t in parsed.triplets if t.element not in flawed]
+    if not clean:
+        return 0.0
+    width, height = answer.target.frame.original_size
+    tolerance = BOX_TOLERANCE * max(width, height)
+    boxes = torch.tensor([b for t in clean for b in (t.human_box, t.object_box)], dtype=torch.float64)
+    inside = valid_boxes(boxes, width, height, tolerance).reshape(-1, 2).all(dim=1)
+    return int(inside.sum()) / parsed.num_elements
+
+
+def label_score(answer: JudgedAnswer) -> float | None:
+    """``(1/N) Σ_matched [0.5 (object right) + 0.5 Jaccard(verbs)]``; ``None`` without ground truth."""
+    if answer.target.sample is None:
+        return None
+    m = answer.match
+    if m.num_units == 0:
+        return float(answer.parsed.decoded)
+    return float(np.sum(0.5 * m.object_right + 0.5 * m.verb_jaccard)) / m.num_units
+
+
+def iou_score(answer: JudgedAnswer) -> float | None:
+    """``(1/N) Σ_matched (IoU_h + IoU_o) / 2``; ``None`` without ground truth."""
+    if answer.target.sample is None:
+        return None
+    m = answer.match
+    if m.num_units == 0:
+        return float(answer.parsed.decoded)
+    return float(np.sum(0.5 * (m.iou_h + m.iou_o))) / m.num_units
+
+
+ANSWER_REWARDS: dict[str, AnswerReward] = {
+    "format": format_score,
+    "keys": keys_score,
+    "label": label_score,
+    "iou": iou_score,
+}
+"""Reward name → pure function of one :class:`JudgedAnswer`."""
+
+
+# ===================================================================== the plain callables
+class CompletionReward:
+    """A registry reward as TRL-style plain callable ``(completions, targets) -> list[float | None]``.
+
+    Args:
+        name: a key of :data:`ANSWER_REWARDS`.
+    """
+
+    def __init__(self, name: str) -> None:
+        if name not in ANSWER_REWARDS:
+            raise ValueError(f"unknown reward {name!r}; known rewards: {sorted(ANSWER_REWARDS)}")
+        self.name = self.__name__ = name
+        self._fn = ANSWER_REWARDS[name]
+
+    def __call__(self, completions: Sequence[str], targets: Sequence[RewardTarget]) -> list[float | None]:
+        _check_lengths(completions, targets)
+        return [self._fn(JudgedAnswer.read(c, t)) for c, t in zip(completions, targets)]
+
+    def __repr__(self) -> str:
+        return f"CompletionReward({self.name!r})"
+
+
+REWARDS: dict[str, CompletionReward] = {name: CompletionReward(name) for name in ANSWER_REWARDS}
+"""Reward name → plain callable ``(completions, targets) -> list[float | None]``."""
+
+
+@dataclass(frozen=True)
+class RewardBreakdown:
+    """Rewards of a batch of completions.
+
+    Args:
+        per_reward: reward name → one value (or ``None``) per completion, unweighted.
+        total: ``Σ w_i r_i`` per completion over the rewards that apply (NaN when none applies).
+        answers: the judged answers, for logging (parse problems, repairs, lengths).
+    """
+
+    per_reward: dict[str, list[float | None]]
+    total: list[float]
+    answers: list[JudgedAnswer]
+
+    def means(self) -> dict[str, float]:
+        """Mean of each reward over the completions where it applies (NaN if none)."""
+        out = {}
+        for name, values in self.per_reward.items():
+            kept = [v for v in values if v is not None]
+            out[name] = sum(kept) / len(kept) if kept else math.nan
+        return out
+
+
+def score_completions(
+    completions: Sequence[str], targets: Sequence[RewardTarget], weights: RewardWeights | None = None
+) -> RewardBreakdown:
+    """Parse and match every completion once, evaluate each weighted reward, and sum them.
+
+    Args:
+        completions: generated texts.
+        targets: one :class:`RewardTarget` per completion (the same object may repeat for the
+            ``G`` completions of a prompt; its ground truth is prepared once).
+        weights: weight of each reward (default: all 1).
+    """
+    _check_lengths(completions, targets)
+    weights = weights if weights is not None else RewardWeights()
+    answers = [JudgedAnswer.read(c, t) for c, t in zip(completions, targets)]
+    per_reward = {name: [ANSWER_REWARDS[name](a) for a in answers] for name in weights.as_dict()}
+    total = []
+    for i in range(len(answers)):
+        terms = [w * per_reward[name][i] for name, w in weights.as_dict().items() if per_reward[name][i] is not None]
+        total.append(float(sum(terms)) if terms else math.nan)
+    return RewardBreakdown(per_reward, total, answers)
+
+
+def _check_lengths(completions: Sequence[str], targets: Sequence[RewardTarget]) -> None:
+    if len(completions) != len(targets):
+        raise ValueError(f"rewards: {len(completions)} completions but {len(targets)} targets")

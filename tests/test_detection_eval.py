@@ -1,0 +1,105 @@
+"""Generate → parse → score → HOI-mAP, the evaluation the modules share."""
+
+import math
+
+import pytest
+import torch
+from transformers import AutoProcessor
+
+import hoi_r1.detection_eval as detection_eval
+from hoi_r1.answer import render_answer
+from hoi_r1.detection_eval import EvaluationSettings, HOIEvaluation
+from hoi_r1.frames import Frame
+from hoi_r1.generation import Completions, GenerationSettings, char_offsets
+from hoi_r1.readers import read_annotations
+
+
+@pytest.fixture(scope="module")
+def world(synthetic_world):
+    return read_annotations(synthetic_world / "test.json")
+
+
+def _batch(samples):
+    frames = [Frame.for_image("absolute_resized", s.width, s.height, 3136, 12544) for s in samples]
+    return {"samples": samples, "frames": frames}
+
+
+def _completions(processor, texts, logprob_of=lambda piece: -0.1):
+    tok = processor.tokenizer
+    rows = [tok.encode(t + "<|im_end|>", add_special_tokens=False) for t in texts]
+    width = max(map(len, rows))
+    ids = torch.full((len(rows), width), tok.pad_token_id)
+    lps = torch.zeros(len(rows), width)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+        lps[i, : len(row)] = torch.tensor([logprob_of(tok.decode([t])) for t in row])
+    return Completions(list(texts), ids, lps, mask, [False] * len(rows))
+
+
+def test_perfect_answers_score_full_map(world, tiny_model_dir, monkeypatch):
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    samples = world.samples[:6]
+    batch = _batch(samples)
+    texts = [render_answer(s, world.vocab, f) for s, f in zip(samples, batch["frames"])]
+    monkeypatch.setattr(detection_eval, "generate", lambda *a, **k: _completions(processor, texts))
+    evaluation = HOIEvaluation(world.vocab, EvaluationSettings(protocol="pocket"))
+    parsed = evaluation.step(None, processor, batch, GenerationSettings())
+    assert all(p.structure_ok for p in parsed)
+    values = evaluation.compute()
+    present = {int(h) for s in samples for h in s.hoi_ids}
+    assert values["parse_rate"] == values["format_rate"] == 1.0
+    # pocket counts classes without test pairs as AP 0 in Full: every present class has AP 1
+    assert math.isclose(values["mAP_full"], len(present) / world.vocab.num_classes)
+    assert values["pairs_per_image"] == sum(len(s.grouped_pairs()) for s in samples) / len(samples)
+
+
+def test_logprob_scores_average_the_label_tokens(world, tiny_model_dir, monkeypatch):
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    sample = next(s for s in world.samples if len(s.grouped_pairs()) >= 2)
+    batch = _batch([sample])
+    text = render_answer(sample, world.vocab, batch["frames"][0])
+    # label tokens (object and verb names) get log-prob -1, everything else -0.01
+    names = {n.replace("_", " ") for n in (*world.vocab.objects, *world.vocab.verbs)}
+    words = {w for n in names for w in n.split()}
+    fake = _completions(processor, [text], lambda piece: -1.0 if piece.strip() in words else -0.01)
+    monkeypatch.setattr(detection_eval, "generate", lambda *a, **k: fake)
+    evaluation = HOIEvaluation(world.vocab, EvaluationSettings(scores="logprob"))
+    (parsed,) = evaluation.step(None, processor, batch, GenerationSettings())
+    assert [round(t.score, 6) for t in parsed.triplets] == [round(math.exp(-1.0), 6)] * len(parsed.triplets)
+
+
+def test_vote_scores_count_agreeing_samples(world, tiny_model_dir, monkeypatch):
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    sample = next(s for s in world.samples if len(s.grouped_pairs()) >= 2)
+    batch = _batch([sample])
+    full = render_answer(sample, world.vocab, batch["frames"][0])
+    first_pair = (sample.pairs[:, :2] == sample.pairs[0, :2]).all(axis=1)
+    only_first = render_answer(sample.with_pairs(first_pair), world.vocab, batch["frames"][0])
+    calls = []
+
+    def fake_generate(model, processor_, batch_, settings):
+        calls.append(settings)
+        if settings.num_samples == 1:
+            return _completions(processor, [full])
+        return _completions(processor, [full, only_first, only_first, "garbage"])
+
+    monkeypatch.setattr(detection_eval, "generate", fake_generate)
+    evaluation = HOIEvaluation(world.vocab, EvaluationSettings(scores="vote", vote_samples=4))
+    (parsed,) = evaluation.step(None, processor, batch, GenerationSettings())
+    assert calls[1].do_sample and calls[1].num_samples == 4
+    scores = [t.score for t in parsed.triplets]
+    # answers: the greedy one, then full, only-first, only-first, garbage
+    assert scores[0] == pytest.approx(4 / 5)  # the first pair is in all but the garbage answer
+    assert scores[1:] == pytest.approx([2 / 5] * (len(scores) - 1))  # the others only in the two full answers
+
+
+def test_char_offsets_tile_the_decoded_text(tiny_model_dir):
+    tok = AutoProcessor.from_pretrained(tiny_model_dir).tokenizer
+    text = '<think>ok</think><answer>[{"object class": "sit on"}]</answer>'
+    ids = tok.encode(text, add_special_tokens=False)
+    offsets = char_offsets(tok, ids)
+    assert offsets[0][0] == 0 and offsets[-1][1] == len(text)
+    assert all(a[1] == b[0] for a, b in zip(offsets, offsets[1:]))
+    assert "".join(text[a:b] for a, b in offsets) == text
