@@ -25,7 +25,7 @@ framework overhead); the first ``warmup`` steps are left out. ``compute`` is the
 the step-begin and step-end hooks (no data loading).
 
 Run: ``python -m benchmarks.sft_benchmark [--steps N --batch-size B --warmup W --model-size S
---threads T --repeats R --model DIR --world DIR --profile]``.
+--threads T --repeats R --vocab-rows V --model DIR --world DIR --profile]``.
 """
 
 from __future__ import annotations
@@ -129,6 +129,8 @@ class RunResult:
 
     name: str
     steps: list[StepRecord] = field(default_factory=list)
+    model: torch.nn.Module | None = None
+    """The trained model (to compare the two runs' weights)."""
 
     def token_counts(self) -> list[tuple[int, int]]:
         """(real tokens, answer tokens) per step."""
@@ -140,12 +142,14 @@ class RunResult:
             raise ValueError(f"{self.name}: need warmup >= 1 and more than {warmup} steps, found {len(self.steps)}")
         measured = self.steps[warmup:]
         wall = measured[-1].end - self.steps[warmup - 1].end
+        walls = [b.end - a.end for a, b in zip(self.steps[warmup - 1 :], measured)]
         tokens = sum(s.tokens for s in measured)
         answer = sum(s.answer_tokens for s in measured)
         compute = sum(s.end - s.begin for s in measured)
         return {
             "steps": len(measured),
             "s_per_step": wall / len(measured),
+            "median_s_per_step": statistics.median(walls),
             "compute_s_per_step": compute / len(measured),
             "tokens_per_s": tokens / wall,
             "answer_tokens_per_s": answer / wall,
@@ -155,19 +159,39 @@ class RunResult:
 # ---------------------------------------------------------------------------------------- inputs
 def prepare_inputs(
     root: str | Path, settings: BenchSettings, size: TinyModelSize, model_dir: str | None = None,
-    world_dir: str | None = None,
+    world_dir: str | None = None, vocab_rows: int | None = None,
 ) -> tuple[Path, Path]:
-    """The tiny model and the synthetic world: the given folders, or new ones under ``root``."""
+    """The tiny model and the synthetic world: the given folders, or new ones under ``root``.
+
+    ``vocab_rows`` pads the new model's (tied) embedding / LM-head matrix to that many rows, as
+    in real checkpoints (Qwen2.5-VL: 151,936 rows, most unused by any one batch): the LM head's
+    share of the work then grows, as it does in real models. The tokenizer is unchanged.
+    """
     from hoi_r1.readers.synthetic import SyntheticWorldConfig, generate_world
     from hoi_r1.tiny import build_tiny_qwen2_5_vl
 
     model = Path(model_dir) if model_dir else build_tiny_qwen2_5_vl(Path(root) / "model", size, seed=settings.seed)
+    if vocab_rows is not None and not model_dir:
+        _pad_vocabulary(model, vocab_rows)
     if world_dir:
         world = Path(world_dir)
     else:
         config = SyntheticWorldConfig(num_train=settings.num_samples, num_test=1, seed=settings.seed)
         world = generate_world(Path(root) / "world", config)
     return model, world
+
+
+def _pad_vocabulary(model_dir: Path, rows: int) -> None:
+    from hoi_r1.models import ModelSettings, load_model
+
+    model = load_model(ModelSettings(name_or_path=str(model_dir)))
+    have = model.get_input_embeddings().num_embeddings
+    if rows < have:
+        raise ValueError(f"--vocab-rows {rows} is below the model's {have} tokens")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model.resize_token_embeddings(rows, mean_resizing=False)
+    model.save_pretrained(model_dir)
 
 
 def datamodule(model_dir: Path, world_dir: Path, settings: BenchSettings):
@@ -250,6 +274,7 @@ def run_ours(model_dir: Path, world_dir: Path, settings: BenchSettings) -> RunRe
         callbacks=[Timer()],
     )
     trainer.fit(module, datamodule=datamodule(model_dir, world_dir, settings))
+    result.model = module.model
     return result
 
 
@@ -317,13 +342,16 @@ def run_trl(model_dir: Path, world_dir: Path, settings: BenchSettings, output_di
         disable_tqdm=True,
     )
     model = load_model(ModelSettings(name_or_path=str(model_dir)))
-    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, processing_class=processor, callbacks=[Timer()])
+    trainer = SFTTrainer(
+        model=model, args=config, train_dataset=dataset, processing_class=processor, callbacks=[Timer()]
+    )
     counter = _CountingCollator(trainer.data_collator)
     trainer.data_collator = counter
     trainer.train()
     # Loaders fetch one batch ahead, so the collator may have run once more than there are steps.
     for step, (tokens, answer) in zip(result.steps, counter.counts):
         step.tokens, step.answer_tokens = tokens, answer
+    result.model = trainer.model
     return result
 
 
@@ -341,13 +369,14 @@ def compare(ours: RunResult, trl: RunResult, warmup: int) -> dict[str, float]:
 def format_table(runs: list[RunResult], warmup: int) -> str:
     """A Markdown table of the runs' figures."""
     lines = [
-        "| trainer | steps | s/step | compute s/step | tokens/s | answer tokens/s |",
-        "|---|---|---|---|---|---|",
+        "| trainer | steps | s/step | median s/step | compute s/step | tokens/s | answer tokens/s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         s = run.summary(warmup)
         lines.append(
-            f"| {run.name} | {s['steps']} | {s['s_per_step']:.3f} | {s['compute_s_per_step']:.3f} | "
+            f"| {run.name} | {s['steps']} | {s['s_per_step']:.3f} | {s['median_s_per_step']:.3f} | "
+            f"{s['compute_s_per_step']:.3f} | "
             f"{s['tokens_per_s']:,.0f} | {s['answer_tokens_per_s']:,.0f} |"
         )
     return "\n".join(lines)
@@ -373,6 +402,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--threads", type=int, default=BenchSettings.threads)
     parser.add_argument("--seed", type=int, default=BenchSettings.seed)
     parser.add_argument("--model-size", choices=sorted(MODEL_SIZES), default="small")
+    parser.add_argument("--vocab-rows", type=int, help="pad the new model's vocabulary matrix to this many rows")
     parser.add_argument("--repeats", type=int, default=1, help="alternate ours/TRL this many times")
     parser.add_argument("--model", help="reuse a tiny model folder (build_tiny_qwen2_5_vl)")
     parser.add_argument("--world", help="reuse a synthetic world folder (generate_world)")
@@ -380,19 +410,28 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
     settings = BenchSettings(args.steps, args.warmup, args.batch_size, args.lr, args.threads, args.seed)
     _quiet()
+    threads_before = torch.get_num_threads()
     torch.set_num_threads(settings.threads)
     load_before = os.getloadavg()
     runs: list[RunResult] = []
-    with tempfile.TemporaryDirectory() as root:
-        model_dir, world_dir = prepare_inputs(root, settings, MODEL_SIZES[args.model_size], args.model, args.world)
-        for repeat in range(args.repeats):
-            runs.append(_profiled(args.profile, run_ours, model_dir, world_dir, settings))
-            runs.append(_profiled(args.profile, run_trl, model_dir, world_dir, settings, Path(root) / f"trl{repeat}"))
+    try:
+        with tempfile.TemporaryDirectory() as root:
+            model_dir, world_dir = prepare_inputs(
+                root, settings, MODEL_SIZES[args.model_size], args.model, args.world, args.vocab_rows
+            )
+            for repeat in range(args.repeats):
+                runs.append(_profiled(args.profile, run_ours, model_dir, world_dir, settings))
+                trl_dir = Path(root) / f"trl{repeat}"
+                runs.append(_profiled(args.profile, run_trl, model_dir, world_dir, settings, trl_dir))
+        threads_after = torch.get_num_threads()
+    finally:
+        torch.set_num_threads(threads_before)
     load_after = os.getloadavg()
     print(
-        f"model {args.model_size}, batch {settings.batch_size}, {settings.steps} measured steps after "
-        f"{settings.warmup} warm-up, torch threads {settings.threads} (after the runs: {torch.get_num_threads()}), "
-        f"load average {load_before[0]:.2f} before / {load_after[0]:.2f} after ({os.cpu_count()} CPUs)"
+        f"model {args.model_size} (vocabulary rows: {args.vocab_rows or 'as trained'}), batch "
+        f"{settings.batch_size}, {settings.steps} measured steps after {settings.warmup} warm-up, torch threads "
+        f"{settings.threads} (after the runs: {threads_after}), load average {load_before[0]:.2f} before / "
+        f"{load_after[0]:.2f} after ({os.cpu_count()} CPUs)"
     )
     print(format_table(runs, settings.warmup))
     ratios = [compare(runs[i], runs[i + 1], settings.warmup) for i in range(0, len(runs), 2)]
@@ -408,10 +447,13 @@ def _quiet() -> None:
     import logging
     import warnings
 
+    import datasets
+    import lightning  # noqa: F401  (sets its loggers' levels on import: import before lowering them)
     from transformers.utils import logging as hf_logging
 
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    datasets.disable_progress_bars()
     for name in ("lightning", "lightning.pytorch", "datasets", "hoi_r1"):
         logging.getLogger(name).setLevel(logging.ERROR)
     warnings.filterwarnings("ignore", module="lightning")

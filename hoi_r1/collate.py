@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
 from hoi_r1.answer import render_answer
 from hoi_r1.frames import Frame, FrameKind
+from hoi_r1.grounding import build_grounding_instruction, render_grounding_answer
 from hoi_r1.image_dataset import ImageItem
 from hoi_r1.models import pixel_limits
 from hoi_r1.prompts import PromptConfig, build_instruction, build_messages
@@ -33,18 +35,29 @@ class _Conversation:
     text: str
 
 
+Task = Literal["hoi", "grounding"]
+
+
 class _Collator:
-    def __init__(self, processor, vocab: HOIVocabulary, prompt: PromptConfig, frame_kind: FrameKind) -> None:
+    def __init__(
+        self, processor, vocab: HOIVocabulary, prompt: PromptConfig, frame_kind: FrameKind, task: Task = "hoi"
+    ) -> None:
         self.processor = processor
         self.vocab = vocab
         self.prompt = prompt
         self.frame_kind = frame_kind
+        self.task = task
         self._pixels = pixel_limits(processor.image_processor)
 
     def frame_for(self, sample: HOISample) -> Frame:
         """The coordinate frame of ``sample`` under the processor's resize settings."""
         lo, hi, factor = self._pixels
         return Frame.for_image(self.frame_kind, sample.width, sample.height, min_pixels=lo, max_pixels=hi, factor=factor)
+
+    def instruction(self, frame: Frame) -> str:
+        if self.task == "grounding":
+            return build_grounding_instruction(self.vocab, frame)
+        return build_instruction(self.vocab, frame, self.prompt)
 
     def _encode(self, conversations: list[_Conversation], padding_side: str) -> dict:
         tok = self.processor.tokenizer
@@ -77,10 +90,11 @@ class SFTCollator(_Collator):
         prompt: prompt options.
         frame_kind: coordinate frame of boxes in the text.
         max_length: longest conversation in tokens; longer ones are left out and counted.
+        task: ``hoi`` (the HOI answer) or ``grounding`` (every person and object with its box).
     """
 
-    def __init__(self, processor, vocab, prompt, frame_kind, max_length: int = 4096) -> None:
-        super().__init__(processor, vocab, prompt, frame_kind)
+    def __init__(self, processor, vocab, prompt, frame_kind, max_length: int = 4096, task: Task = "hoi") -> None:
+        super().__init__(processor, vocab, prompt, frame_kind, task)
         self.max_length = max_length
         self.too_long = 0
         tok = processor.tokenizer
@@ -114,8 +128,11 @@ class SFTCollator(_Collator):
 
     def _conversation(self, item: ImageItem) -> _Conversation:
         frame = self.frame_for(item.sample)
-        instruction = build_instruction(self.vocab, frame, self.prompt)
-        answer = render_answer(item.sample, self.vocab, frame, reasoning=item.reasoning)
+        instruction = self.instruction(frame)
+        if self.task == "grounding":
+            answer = render_grounding_answer(item.sample, self.vocab, frame)
+        else:
+            answer = render_answer(item.sample, self.vocab, frame, reasoning=item.reasoning)
         messages = build_messages(instruction, answer=answer)
         text = self.processor.apply_chat_template(messages, tokenize=False)
         return _Conversation(item, frame, text)
@@ -147,8 +164,7 @@ class GenerationCollator(_Collator):
         conversations = []
         for item in items:
             frame = self.frame_for(item.sample)
-            instruction = build_instruction(self.vocab, frame, self.prompt)
-            messages = build_messages(instruction)
+            messages = build_messages(self.instruction(frame))
             text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
             conversations.append(_Conversation(item, frame, text))
         batch = dict(self._encode(conversations, "left"))

@@ -23,7 +23,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from hoi_r1.collate import GenerationCollator, SFTCollator
+from hoi_r1.collate import GenerationCollator, SFTCollator, Task
 from hoi_r1.frames import FrameKind
 from hoi_r1.image_dataset import HOIImageDataset, image_folder_samples, read_reasonings
 from hoi_r1.prompts import PromptConfig
@@ -71,6 +71,8 @@ class HOIDataModule(L.LightningDataModule):
         zero_shot: zero-shot setting (``rare_first``, ``non_rare_first``, ``unseen_object``,
             ``unseen_verb``, or a setting of a custom vocabulary): unseen classes are removed
             from the training split; the test split is unchanged.
+        task: ``hoi`` (HOI answers) or ``grounding`` (every person and object with its box; the
+            pretraining task of the demo's base model, see :mod:`hoi_r1.grounding`).
         coordinate_frame: coordinate frame of boxes in the text (``absolute_resized`` for Qwen2.5-VL,
             ``normalized_1000`` for Qwen2-VL / Qwen3-VL).
         min_pixels: smallest image area after resizing; ``None`` keeps the processor's.
@@ -101,6 +103,7 @@ class HOIDataModule(L.LightningDataModule):
         vocabulary: str | None = None,
         zero_shot: str | None = None,
         coordinate_frame: FrameKind = "absolute_resized",
+        task: Task = "hoi",
         min_pixels: int | None = None,
         max_pixels: int | None = None,
         prompt: PromptConfig | None = None,
@@ -220,11 +223,14 @@ class HOIDataModule(L.LightningDataModule):
     # ------------------------------------------------------------------ loaders
     def sft_collator(self) -> SFTCollator:
         return SFTCollator(
-            self.processor, self.vocab, self.prompt, self.hparams.coordinate_frame, max_length=self.hparams.max_length
+            self.processor, self.vocab, self.prompt, self.hparams.coordinate_frame,
+            max_length=self.hparams.max_length, task=self.hparams.task,
         )
 
     def generation_collator(self) -> GenerationCollator:
-        return GenerationCollator(self.processor, self.vocab, self.prompt, self.hparams.coordinate_frame)
+        return GenerationCollator(
+            self.processor, self.vocab, self.prompt, self.hparams.coordinate_frame, task=self.hparams.task
+        )
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.datasets["train"]

@@ -185,7 +185,8 @@ def hungarian_pairs(
     iou_h = box_iou(ph, gh).numpy()  # (P, G)
     iou_o = box_iou(po, go).numpy()
     cost = 1.0 - iou_h * iou_o
-    cost += tie_epsilon * label_disagreement(pred_object_labels, gt_object_labels, pred_verbs, gt_verbs, len(ph), len(gh))
+    labels = (pred_object_labels, gt_object_labels, pred_verbs, gt_verbs)
+    cost += tie_epsilon * label_disagreement(*labels, len(ph), len(gh))
     rows, cols = linear_sum_assignment(cost)
     return (
         torch.from_numpy(rows.astype(np.int64)),

@@ -56,7 +56,7 @@ import torch
 from hoi_r1.answer import ParsedAnswer, parse_answer
 from hoi_r1.boxes import valid_boxes
 from hoi_r1.frames import Frame
-from hoi_r1.matching import hungarian_pairs, verb_jaccard
+from hoi_r1.matching import hungarian_pairs
 from hoi_r1.sample import HOISample
 from hoi_r1.vocab import HOIVocabulary
 
@@ -186,7 +186,7 @@ class JudgedAnswer:
         )
         p, g = p.numpy(), g.numpy()
         object_right = np.asarray(pred_objects)[p] == np.asarray(gt.object_labels)[g]
-        jaccard = verb_jaccard([pred_verbs[i] for i in p], [gt.verbs[j] for j in g]).diagonal()
+        jaccard = np.array([_jaccard(set(pred_verbs[i]), gt.verbs[j]) for i, j in zip(p, g)])
         return PairMatch(n, iou_h.numpy(), iou_o.numpy(), object_right, jaccard)
 
 
@@ -315,6 +315,11 @@ def score_completions(
         terms = [w * per_reward[name][i] for name, w in weights.as_dict().items() if per_reward[name][i] is not None]
         total.append(float(sum(terms)) if terms else math.nan)
     return RewardBreakdown(per_reward, total, answers)
+
+
+def _jaccard(a: set[int], b: frozenset[int]) -> float:
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
 
 
 def _check_lengths(completions: Sequence[str], targets: Sequence[RewardTarget]) -> None:

@@ -6,7 +6,8 @@ import pytest
 
 from hoi_r1.cli import COMMANDS, cli_main, main
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+ROOT = Path(__file__).parents[1]
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 def test_configs_exist():
@@ -47,3 +48,23 @@ def test_project_commands_dispatch(tmp_path, capsys):
     assert {"synth", "eval", "distill", "tiny-model"} <= set(COMMANDS)
     assert main(["tiny-model", "--out", str(tmp_path / "m"), "--image-size", "56"]) == 0
     assert (tmp_path / "m" / "config.json").exists()
+
+
+def test_predict_writes_json_and_drawn_images(tiny_model_dir, synthetic_world, tmp_path):
+    import json
+
+    out = tmp_path / "pred"
+    args = [
+        "predict", "--config", str(ROOT / "configs" / "demo_sft.yaml"), "--config", str(ROOT / "configs" / "demo_predict.yaml"),
+        "--model.init_args.model.name_or_path", str(tiny_model_dir),
+        "--model.init_args.generation.max_new_tokens", "8",
+        "--data.predict_images", str(synthetic_world / "images" / "test"),
+        "--data.predict_limit", "3",
+        "--data.vocabulary", str(synthetic_world / "vocabulary.json"),
+        "--trainer.callbacks.output_dir", str(out),
+    ]
+    cli_main(args)
+    records = sorted(out.glob("*.json"))
+    assert len(records) == 3 and len(list(out.glob("*.png"))) == 3
+    record = json.loads(records[0].read_text())
+    assert {"file_name", "width", "height", "hois", "completion"} <= set(record)

@@ -152,3 +152,15 @@ def test_images_follow_exif_orientation_and_errors_name_the_file(tmp_path):
         load_image(tmp_path / "broken.jpg")
     with pytest.raises(FileNotFoundError, match="missing.jpg"):
         load_image(tmp_path / "missing.jpg")
+
+
+def test_grounding_task_labels_every_entity(tiny_model_dir, synthetic_world):
+    dm = HOIDataModule(processor=str(tiny_model_dir), train=SplitFiles(str(synthetic_world / "train.json")), task="grounding")
+    dm.setup("fit")
+    item = dm.datasets["train"][0]
+    batch = dm.sft_collator()([item])
+    labels = batch["labels"][0]
+    answer = json.loads(dm.processor.tokenizer.decode(labels[labels != -100]).split("<answer>")[1].split("</answer>")[0])
+    sample = item.sample
+    assert len(answer) == len(sample.human_boxes) + len(sample.object_boxes)
+    assert sum(a["label"] == "person" for a in answer) == len(sample.human_boxes)
