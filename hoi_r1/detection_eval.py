@@ -123,6 +123,45 @@ class HOIEvaluation(nn.Module):
         return out
 
 
+class GroundingEvaluation(nn.Module):
+    """Entity precision / recall (label right, IoU ≥ 0.5) of the grounding task
+    (:mod:`hoi_r1.grounding`), with the same interface as :class:`HOIEvaluation`."""
+
+    def __init__(self, vocab: HOIVocabulary, settings: EvaluationSettings) -> None:
+        super().__init__()
+        self.vocab = vocab
+        self.metric = _NoMetric()
+        self.counts = {"hits": 0, "predicted": 0, "truth": 0, "images": 0}
+
+    @torch.no_grad()
+    def step(self, model, processor, batch: dict, generation: GenerationSettings) -> list[ParsedAnswer]:
+        from hoi_r1.grounding import grounding_hits, parse_grounding_answer
+
+        completions = generate(model, processor, batch, _single(generation))
+        for text, frame, sample in zip(completions.texts, batch["frames"], batch["samples"]):
+            predicted = parse_grounding_answer(text, self.vocab, frame)
+            self.counts["hits"] += grounding_hits(predicted, sample, self.vocab)
+            self.counts["predicted"] += len(predicted)
+            self.counts["truth"] += len(sample.human_boxes) + len(sample.object_boxes)
+            self.counts["images"] += 1
+        return [ParsedAnswer() for _ in completions.texts]
+
+    def compute(self) -> dict[str, float]:
+        c = self.counts
+        out = {
+            "grounding_precision": c["hits"] / max(c["predicted"], 1),
+            "grounding_recall": c["hits"] / max(c["truth"], 1),
+            "entities_per_image": c["predicted"] / max(c["images"], 1),
+        }
+        self.counts = {k: 0 for k in c}
+        return out
+
+
+class _NoMetric:
+    def reset(self) -> None:
+        pass
+
+
 def _single(settings: GenerationSettings) -> GenerationSettings:
     return GenerationSettings(
         max_new_tokens=settings.max_new_tokens,

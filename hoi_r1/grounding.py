@@ -51,3 +51,47 @@ def build_grounding_instruction(vocab: HOIVocabulary, frame: Frame) -> str:
         f"{GROUNDING_TASK}\n\nLabels: {labels}\n\n{frame.describe()} Think inside <think> and </think>, then "
         'answer inside <answer> and </answer> with a JSON list of {"label": ..., "box": [x1, y1, x2, y2]}.'
     )
+
+
+def parse_grounding_answer(text: str, vocab: HOIVocabulary, frame: Frame) -> list[tuple[str, np.ndarray]]:
+    """``(label, box in original pixels)`` per answer element; never raises (bad elements are
+    left out). Reuses the codec's lenient list reader."""
+    from hoi_r1.lenient_json import read_json_list
+
+    start = text.find("<answer>")
+    start = start + len("<answer>") if start >= 0 else 0
+    end = text.find("</answer>", start)
+    reading = read_json_list(text, start, end if end >= 0 else None)
+    out = []
+    for value in reading.elements:
+        if not isinstance(value, dict):
+            continue
+        label, box = value.get("label"), value.get("box")
+        if not isinstance(label, str) or not isinstance(box, list) or len(box) != 4:
+            continue
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in box):
+            continue
+        out.append((label, frame.from_text(np.array([box], dtype=np.float64))[0]))
+    return out
+
+
+def grounding_hits(predicted: list[tuple[str, np.ndarray]], sample: HOISample, vocab: HOIVocabulary, threshold: float = 0.5) -> int:
+    """Predicted entities that match a distinct ground-truth entity of the same label at
+    IoU ≥ ``threshold`` (greedy, in answer order)."""
+    import torch
+
+    from hoi_r1.boxes import box_iou
+
+    truth = [("person", b) for b in sample.human_boxes] + [
+        (vocab.objects[int(label)].replace("_", " "), b) for label, b in zip(sample.object_labels, sample.object_boxes)
+    ]
+    used: set[int] = set()
+    hits = 0
+    for label, box in predicted:
+        ious = box_iou(torch.as_tensor(box[None], dtype=torch.float64), torch.as_tensor(np.array([b for _, b in truth]).reshape(-1, 4)))[0] if truth else []
+        for j in sorted(range(len(truth)), key=lambda j: -float(ious[j])):
+            if j not in used and truth[j][0] == label.replace("_", " ") and float(ious[j]) >= threshold:
+                used.add(j)
+                hits += 1
+                break
+    return hits

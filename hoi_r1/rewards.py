@@ -14,8 +14,9 @@ element — so that both extra and missed pairs cost:
 * ``format``: 1 if the text is exactly ``<think>…</think><answer>…</answer>``, else 0.
 * ``keys``: share of answer elements that are fully valid — the four keys, boxes finite with
   ``x1 < x2`` and ``y1 < y2`` and inside the image up to :data:`BOX_TOLERANCE` of its longer side,
-  labels in the vocabulary, every verb valid with the object, at least one verb; 0 if the payload
-  is not a JSON list exactly as written (no repair); 1 for an empty JSON list.
+  labels in the vocabulary, every verb valid with the object, at least one verb (the parser's
+  element checks, plus the image bounds); 0 if the payload is not a JSON list exactly as written
+  (a repair was needed, or the list was longer than the parser reads); 1 for an empty list.
 * ``label``: ``(1/N) Σ_matched [0.5 (object class right) + 0.5 Jaccard(verb sets)]``.
 * ``iou``: ``(1/N) Σ_matched (IoU_h + IoU_o) / 2``.
 

@@ -22,7 +22,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from hoi_r1.collate import move_batch
-from hoi_r1.detection_eval import EvaluationSettings, HOIEvaluation
+from hoi_r1.detection_eval import EvaluationSettings, GroundingEvaluation, HOIEvaluation
 from hoi_r1.generation import GenerationSettings, model_inputs
 from hoi_r1.models import ModelSettings, count_parameters, load_model
 from hoi_r1.module_logging import log_examples, predictions_record
@@ -76,9 +76,10 @@ class SFTModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         self.datamodule.default_processor(self.settings.name_or_path)
         vocab = self.datamodule.vocab
+        kind = GroundingEvaluation if self.datamodule.hparams.task == "grounding" else HOIEvaluation
         for split in ("val", "test"):
             if split not in self.evaluations:
-                self.evaluations[split] = HOIEvaluation(vocab, self.evaluation_settings)
+                self.evaluations[split] = kind(vocab, self.evaluation_settings)
 
     @property
     def datamodule(self):
@@ -135,7 +136,7 @@ class SFTModule(L.LightningModule):
     def _eval_step(self, stage: str, batch: dict, batch_idx: int) -> None:
         processor = self.datamodule.processor
         parsed = self.evaluations[stage].step(self.model, processor, batch, self.generation)
-        if batch_idx == 0 and self.num_log_examples > 0:
+        if batch_idx == 0 and self.num_log_examples > 0 and isinstance(self.evaluations[stage], HOIEvaluation):
             log_examples(self, stage, batch, parsed, self.num_log_examples)
 
     def _eval_epoch_end(self, stage: str) -> None:

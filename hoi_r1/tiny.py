@@ -102,7 +102,7 @@ class TinyModelSize:
     text_heads: int = 4
     text_kv_heads: int = 2
     text_intermediate: int = 384
-    vision_hidden: int = 96
+    vision_hidden: int = 128
     vision_depth: int = 2
     vision_heads: int = 4
     vision_intermediate: int = 256
