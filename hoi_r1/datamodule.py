@@ -235,12 +235,18 @@ class HOIDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dataset = self.datasets["train"]
         rank, world = _rank_and_world(self.trainer)
+        module = getattr(self.trainer, "lightning_module", None)
         if self.train_sampler is None:
-            self.train_sampler = ResumableSampler(len(dataset), seed=self.hparams.seed, rank=rank, world_size=world)
+            # GRPO serves each prompt batch once per micro-batch of its generation batch.
+            repeat = int(getattr(module, "train_batch_repeat", 1))
+            self.train_sampler = ResumableSampler(
+                len(dataset), seed=self.hparams.seed, rank=rank, world_size=world,
+                repeat=repeat, batch_size=self.hparams.batch_size,
+            )
             if self._pending_sampler_state is not None:
                 self.train_sampler.load_state_dict(self._pending_sampler_state)
         # SFT trains on full conversations; GRPO trains on prompts it completes itself.
-        kind = getattr(getattr(self.trainer, "lightning_module", None), "train_batch_kind", "sft")
+        kind = getattr(module, "train_batch_kind", "sft")
         collate = self.sft_collator() if kind == "sft" else self.generation_collator()
         return DataLoader(
             dataset,

@@ -1,0 +1,466 @@
+"""GRPOModule: the reinforcement-learning stage of HOI-R1 (SFT first, then GRPO with HOI rewards).
+
+The training loop, per rank (sources in brackets; the maths is in :mod:`hoi_r1.grpo_loss`):
+
+1. **Prompts.** A training batch holds ``P = data.batch_size`` prompts (images + instructions).
+   The sampler serves each prompt batch ``R = steps_per_generation × num_iterations`` times in
+   a row and says which serve ``s`` a batch is (:class:`~hoi_r1.sampling.ResumableSampler`)
+   [TRL's ``RepeatSampler``]. Each rank owns whole groups: its prompts and all their completions.
+2. **Serve 0: rollout.** The engine (:mod:`hoi_r1.rollout`: ``hf`` or ``vllm``) samples ``G``
+   completions per prompt at temperature ``τ``; the rewards (:mod:`hoi_r1.rewards`) score them;
+   the rewards of all ranks are gathered and the group-relative advantages computed
+   [DeepSeekMath, Shao et al. 2024]; the rank keeps its own slice. When the update goes
+   off-policy (``num_iterations > 1``, more optimizer steps than one per generation batch, or
+   vLLM importance correction) the sampling policy's log-probs ``old`` are computed now; with
+   ``β > 0`` the reference policy's too. All of it goes into a :class:`~hoi_r1.rollout.batch.RolloutBuffer`.
+3. **Every serve: one micro-batch.** Serve ``s`` trains on micro-batch ``s mod
+   steps_per_generation`` of the buffer's ``P·G`` rows: prompt + completion rows (images split
+   and repeated per row), log-probs from logits ÷ ``τ``, the clipped objective with KL, normalised
+   by ``loss_type`` (TRL's conventions) [PPO; DAPO; Dr. GRPO]. The loss is returned to Lightning's
+   automatic optimisation, so ``accumulate_grad_batches`` (must divide ``steps_per_generation``),
+   gradient clipping, precision and every strategy (DDP, FSDP, DeepSpeed) apply unchanged; no
+   manual backward (Lightning's FSDP rejects manual optimisation, GRPO_NOTES.md).
+
+Departures from TRL's ``GRPOTrainer``: the micro-batches are contiguous slices of the generation
+batch (TRL shuffles them); the prompt batch is collated once per serve (cheap next to
+generation) so a resumed run needs no stored prompts; sampling uses a random stream of its own,
+saved in checkpoints, so a resumed run samples exactly what the uninterrupted run would have
+sampled (``hf`` engine; vLLM's sampler is seeded per rank but not resumable).
+
+Reference policy: the model with its LoRA adapters disabled (no second copy), a frozen deep copy
+for full fine-tuning (kept in checkpoints), none when ``β = 0``. Start from a Hub / exported
+model (``model.name_or_path``) or from a hoi_r1 checkpoint (``init_from_checkpoint``).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+
+import torch
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+
+from hoi_r1.detection_eval import EvaluationSettings, HOIEvaluation
+from hoi_r1.generation import GenerationSettings
+from hoi_r1.grpo_loss import LossType, ScaleRewards, clipped_policy_loss, group_advantages, per_token_logps
+from hoi_r1.grpo_loss import truncated_importance_weights
+from hoi_r1.hoi_module import HOIModule
+from hoi_r1.models import ModelSettings
+from hoi_r1.rewards import ANSWER_REWARDS, JudgedAnswer, RewardTarget, RewardWeights, score_completions
+from hoi_r1.rollout import EngineKind, RolloutSampling
+from hoi_r1.rollout.batch import RolloutBuffer, join_completions, select_prompts, trim_completions
+from hoi_r1.rollout.stats import completions_markdown, rollout_stats
+from hoi_r1.rollout.vllm import VLLMSettings, policy_weights
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RolloutSettings:
+    """How training completions are sampled.
+
+    Args:
+        num_generations: ``G``, completions per prompt (the group of the advantages).
+        max_completion_length: longest completion in tokens.
+        temperature: sampling temperature ``τ`` (every log-prob pass divides logits by it).
+        top_p: nucleus sampling mass.
+        top_k: keep only the ``top_k`` most likely tokens (0 disables).
+    """
+
+    num_generations: int = 8
+    max_completion_length: int = 512
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+
+
+@dataclass
+class GRPOLossSettings:
+    """The GRPO objective (docs/grpo.md).
+
+    Args:
+        loss_type: normalisation: ``grpo`` | ``bnpo`` | ``dr_grpo`` | ``dapo`` (TRL's conventions).
+        epsilon_low: lower clip ``ρ ≥ 1 − ε_low``.
+        epsilon_high: upper clip ``ρ ≤ 1 + ε_high`` (DAPO's clip-higher: 0.28).
+        beta: KL weight ``β``; 0 needs no reference policy.
+        kl_ratio_correction: multiply the KL term by ``ρ`` (TRL 1.16's ``use_bias_correction_kl``).
+        scale_rewards: divide advantages by the std of the ``group``, the ``batch`` or ``none``.
+        num_iterations: optimisation passes over each generation batch (``μ`` of GRPO).
+        steps_per_generation: micro-batches one generation batch is cut into; ``None``: the
+            trainer's ``accumulate_grad_batches`` (one optimizer step per generation batch).
+            Must be a multiple of ``accumulate_grad_batches``.
+    """
+
+    loss_type: LossType = "dapo"
+    epsilon_low: float = 0.2
+    epsilon_high: float = 0.2
+    beta: float = 0.0
+    kl_ratio_correction: bool = False
+    scale_rewards: ScaleRewards = "group"
+    num_iterations: int = 1
+    steps_per_generation: int | None = None
+
+
+@dataclass
+class GRPOLogSettings:
+    """What GRPO shows besides the scalar curves.
+
+    Args:
+        completions: completions (with their rewards) written as TensorBoard text per logged rollout.
+        every_n_generations: log them every this many generation batches.
+    """
+
+    completions: int = 4
+    every_n_generations: int = 10
+
+
+torch.serialization.add_safe_globals([RolloutSettings, GRPOLossSettings, GRPOLogSettings, RewardWeights])
+
+
+class GRPOModule(HOIModule):
+    """GRPO with HOI rewards, HOI-mAP validation and the rewards of greedy answers.
+
+    Args:
+        model: which model to load and how (LoRA, freezing, dtype, attention kernel).
+        optimizer: optimizer factory; AdamW(lr=1e-5) by default.
+        scheduler: learning-rate scheduler factory, stepped every optimizer step.
+        rollout: sampling of the training completions (``G``, length, temperature).
+        rewards: weight of each reward in the total.
+        loss: the objective (loss type, clipping, KL, reward scaling, iterations, micro-batches).
+        engine: rollout engine: ``hf`` (the model's ``generate``) or ``vllm`` (colocated vLLM, GPU).
+        vllm: settings of the ``vllm`` engine.
+        init_from_checkpoint: a hoi_r1 ``.ckpt`` (e.g. the SFT stage's) whose model weights start
+            the policy (and the reference); ``None`` starts from ``model.name_or_path``.
+        disable_dropout: set every dropout to 0 (sampling and training see the same policy; TRL's default).
+        generation: generation settings of validation, test and predict (greedy by default).
+        evaluation: HOI-mAP protocol and confidence scores.
+        log_examples: validation images with drawn predictions logged per epoch.
+        logging: completions shown as text.
+    """
+
+    train_batch_kind = "generation"
+
+    def __init__(
+        self,
+        model: ModelSettings = ModelSettings(),
+        optimizer: OptimizerCallable | None = None,
+        scheduler: LRSchedulerCallable | None = None,
+        rollout: RolloutSettings = RolloutSettings(),
+        rewards: RewardWeights = RewardWeights(),
+        loss: GRPOLossSettings = GRPOLossSettings(),
+        engine: EngineKind = "hf",
+        vllm: VLLMSettings = VLLMSettings(),
+        init_from_checkpoint: str | None = None,
+        disable_dropout: bool = True,
+        generation: GenerationSettings = GenerationSettings(),
+        evaluation: EvaluationSettings = EvaluationSettings(),
+        log_examples: int = 2,
+        logging: GRPOLogSettings = GRPOLogSettings(),
+    ) -> None:
+        super().__init__(model, optimizer, scheduler, generation, evaluation, log_examples, init_from_checkpoint)
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        if rollout.num_generations < 2:
+            raise ValueError(f"rollout.num_generations must be >= 2 (a group), found {rollout.num_generations}")
+        if loss.num_iterations < 1 or (loss.steps_per_generation is not None and loss.steps_per_generation < 1):
+            raise ValueError("loss.num_iterations and loss.steps_per_generation must be >= 1")
+        self.rollout = rollout
+        self.reward_weights = rewards
+        self.loss_settings = loss
+        self.engine_kind = engine
+        self.vllm_settings = vllm
+        self.disable_dropout = disable_dropout
+        self.log_settings = logging
+        self.reference: torch.nn.Module | None = None
+        self.engine = None
+        self._buffer: RolloutBuffer | None = None
+        self._rollout_rng: dict | None = None
+        self._synced_step: int | None = None
+        self._generations = 0
+        self._times = {"generate": 0.0, "score": 0.0, "train": 0.0}
+        self._clock = (0.0, 0.0)
+        self._val_rewards: dict[str, dict[str, list[float]]] = {}
+
+    # ------------------------------------------------------------------ set-up
+    def configure_model(self) -> None:
+        super().configure_model()
+        if self.disable_dropout:
+            for m in self.model.modules():
+                if isinstance(m, torch.nn.Dropout):
+                    m.p = 0.0
+        if self.loss_settings.beta > 0 and self.settings.lora is None and self.reference is None:
+            self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
+
+    @property
+    def steps_per_generation(self) -> int:
+        return self.loss_settings.steps_per_generation or self.trainer.accumulate_grad_batches
+
+    @property
+    def train_batch_repeat(self) -> int:
+        """How many times the sampler serves each prompt batch (read by the datamodule)."""
+        return self.steps_per_generation * self.loss_settings.num_iterations
+
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        if stage != "fit":
+            return
+        acc, spg = self.trainer.accumulate_grad_batches, self.steps_per_generation
+        if spg % acc:
+            raise ValueError(
+                f"loss.steps_per_generation={spg} must be a multiple of trainer.accumulate_grad_batches={acc}: "
+                "every optimizer step must use micro-batches of one generation batch"
+            )
+        rows = self.datamodule.hparams.batch_size * self.rollout.num_generations
+        if rows % spg:
+            raise ValueError(
+                f"data.batch_size × rollout.num_generations = {rows} completions cannot be cut into "
+                f"steps_per_generation={spg} equal micro-batches"
+            )
+
+    def on_fit_start(self) -> None:
+        if self.engine is not None:
+            return
+        processor = self.datamodule.processor
+        if self.engine_kind == "vllm":
+            from hoi_r1.rollout.vllm import VLLMRolloutEngine
+
+            self.engine = VLLMRolloutEngine(
+                self.settings.name_or_path, processor, self.vllm_settings, rank=self.global_rank,
+                local_rank=self.local_rank, world_size=self.trainer.world_size,
+                trust_remote_code=self.settings.trust_remote_code,
+            )
+        else:
+            from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
+
+            from hoi_r1.rollout.hf import HFRolloutEngine
+
+            strategy = self.trainer.strategy
+            sharded = isinstance(strategy, FSDPStrategy) or (
+                isinstance(strategy, DeepSpeedStrategy) and strategy.config.get("zero_optimization", {}).get("stage") == 3
+            )
+            root = strategy.model if isinstance(strategy, FSDPStrategy) else None
+            self.engine = HFRolloutEngine(self.model, processor, synced_gpus=sharded and self.trainer.world_size > 1,
+                                          fsdp_root=root)
+
+    # ------------------------------------------------------------------ training
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        self._clock = time.perf_counter(), self._times["generate"] + self._times["score"]
+        ticket = batch.get("ticket")
+        serve = int(ticket[3]) if ticket is not None and len(ticket) > 3 else 0
+        if self._buffer is not None and self._buffer.completion_ids.device != self.device:
+            self._buffer = self._buffer.to(self.device)  # restored from a checkpoint before the move
+        if self._buffer is not None and self._buffer.image_ids != [s.image_id for s in batch["samples"]]:
+            if serve:
+                raise RuntimeError(
+                    f"serve {serve} of a generation batch does not hold the buffered prompts "
+                    f"({self._buffer.image_ids[:4]}…): the training order and the GRPO buffer disagree"
+                )
+            self._buffer = None
+        if serve == 0 or self._buffer is None:
+            if serve:
+                log.warning("no buffered generation batch for serve %d (resumed without one?): generating again", serve)
+            self._buffer = self._rollout(batch)
+        loss = self._micro_batch_loss(batch, self._buffer, serve % self.steps_per_generation)
+        self.datamodule.mark_consumed(ticket)
+        return loss
+
+    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        start, rollout_before = self._clock
+        rollout_now = self._times["generate"] + self._times["score"]
+        self._times["train"] += time.perf_counter() - start - (rollout_now - rollout_before)
+        ticket = batch.get("ticket")
+        serve = int(ticket[3]) if ticket is not None and len(ticket) > 3 else 0
+        if serve == self.train_batch_repeat - 1:  # the generation batch is done
+            times = {f"train/time/{k}_s": v for k, v in self._times.items()}
+            times["train/time/step_s"] = sum(self._times.values())
+            self.log_dict(times, batch_size=1)
+            self._times = {k: 0.0 for k in self._times}
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        norms = [p.grad.detach().norm(2) for p in self.parameters() if p.grad is not None]
+        if norms:
+            self.log("train/grad_norm", torch.stack(norms).norm(2))
+
+    def _rollout(self, batch: dict) -> RolloutBuffer:
+        """Generate, score and prepare one generation batch (serve 0)."""
+        start, engine, G = time.perf_counter(), self.engine, self.rollout.num_generations
+        processor = self.datamodule.processor
+        if engine.weights_stale or (self.engine_kind == "vllm" and self._synced_step != self.global_step):
+            engine.wake()
+            engine.sync_weights(policy_weights(self.model))
+            self._synced_step = self.global_step
+        engine.wake()
+        if self.engine_kind == "vllm" and not engine.checked:
+            engine.check_agreement(self.model, processor, batch)
+        sampling = RolloutSampling(self.rollout.max_completion_length, self.rollout.temperature,
+                                   self.rollout.top_p, self.rollout.top_k)
+        with self._rollout_random():
+            completions = engine.generate(batch, G, sampling)
+        engine.sleep()
+        generated = time.perf_counter()
+        self._times["generate"] += generated - start
+
+        vocab = self.datamodule.vocab
+        targets = [RewardTarget(s, f, vocab) for s, f in zip(batch["samples"], batch["frames"]) for _ in range(G)]
+        scores = score_completions(completions.texts, targets, self.reward_weights)
+        total = torch.tensor(scores.total, dtype=torch.float32, device=self.device)
+        everyone = self.all_gather(total).reshape(-1)  # (world · P·G,): whole groups per rank
+        advantages, adv_stats = group_advantages(everyone, G, self.loss_settings.scale_rewards)
+        n = total.numel()
+        advantages = advantages[self.global_rank * n : (self.global_rank + 1) * n]
+        ids, mask = completions.token_ids.to(self.device), completions.mask.to(self.device)
+        tokens = self.trainer.strategy.reduce(mask.sum().float(), reduce_op="sum")  # over all ranks
+        num_items = float(tokens) / self.trainer.world_size
+        self._times["score"] += time.perf_counter() - generated
+
+        buffer = RolloutBuffer(
+            image_ids=[s.image_id for s in batch["samples"]], group_size=G, micro_batches=self.steps_per_generation,
+            completion_ids=ids, completion_mask=mask, advantages=advantages, num_items=num_items,
+            sampler_logp=completions.token_logprobs.to(self.device) if self.engine_kind == "vllm" else None,
+        )
+        with torch.no_grad():
+            if self._needs_old_logps():
+                buffer.old_logp = self._buffer_logps(batch, buffer, self.model)
+            if self.loss_settings.beta > 0:
+                buffer.ref_logp = self._buffer_logps(batch, buffer, None)
+        self._log_rollout(scores, everyone, advantages, adv_stats, completions, batch, generated - start)
+        self._generations += 1
+        return buffer
+
+    def _needs_old_logps(self) -> bool:
+        loss = self.loss_settings
+        off_policy = loss.num_iterations > 1 or self.steps_per_generation > self.trainer.accumulate_grad_batches
+        return off_policy or (self.engine_kind == "vllm" and self.vllm_settings.importance_correction != "none")
+
+    def _buffer_logps(self, batch: dict, buffer: RolloutBuffer, model) -> torch.Tensor:
+        """Log-probs of every buffered completion under ``model`` (``None``: the reference policy)."""
+        out = torch.zeros(buffer.completion_ids.shape, dtype=torch.float32, device=self.device)
+        for micro in range(buffer.micro_batches):
+            with self._reference_policy() if model is None else nullcontext(model) as policy:
+                logp, _ = self._logps(policy, batch, buffer, micro)
+            out[buffer.rows(micro), : logp.shape[1]] = logp
+        return out
+
+    @contextmanager
+    def _reference_policy(self):
+        if self.reference is not None:
+            yield self.reference
+        else:  # LoRA: the base model is the reference
+            with self.model.disable_adapter():
+                yield self.model
+
+    def _logps(self, model, batch: dict, buffer: RolloutBuffer, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(R, T)`` log-probs of micro-batch ``micro``'s completion tokens (trimmed to its longest) and the mask."""
+        rows = buffer.rows(micro)
+        ids, mask = trim_completions(buffer.completion_ids[rows], buffer.completion_mask[rows])
+        inputs = join_completions(select_prompts(batch, buffer.prompt_rows(micro)), ids, mask)
+        logits = model(**inputs, logits_to_keep=ids.shape[1] + 1, use_cache=False).logits[:, :-1]
+        return per_token_logps(logits, ids, self.rollout.temperature), mask
+
+    def _micro_batch_loss(self, batch: dict, buffer: RolloutBuffer, micro: int) -> torch.Tensor:
+        settings, rows = self.loss_settings, buffer.rows(micro)
+        logp, mask = self._logps(self.model, batch, buffer, micro)
+        width = logp.shape[1]
+        old = buffer.old_logp[rows, :width] if buffer.old_logp is not None else None
+        ref = buffer.ref_logp[rows, :width] if buffer.ref_logp is not None else None
+        weights = None
+        if buffer.sampler_logp is not None and self.vllm_settings.importance_correction != "none":
+            weights = truncated_importance_weights(
+                old if old is not None else logp.detach(), buffer.sampler_logp[rows, :width],
+                self.vllm_settings.importance_cap, mask, self.vllm_settings.importance_correction,
+            )
+        loss, stats = clipped_policy_loss(
+            logp, old, ref, buffer.advantages[rows], mask, epsilon_low=settings.epsilon_low,
+            epsilon_high=settings.epsilon_high, beta=settings.beta, loss_type=settings.loss_type,
+            max_completion_length=self.rollout.max_completion_length, num_items_in_batch=buffer.num_items,
+            steps_per_generation=self.steps_per_generation, importance_weights=weights,
+            kl_ratio_correction=settings.kl_ratio_correction,
+        )
+        n = logp.shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=n)
+        values = {"train/clip_ratio/low": stats.clip_low, "train/clip_ratio/high": stats.clip_high,
+                  "train/clip_ratio/region": stats.clip_region, "train/ratio": stats.ratio}
+        if stats.kl is not None:
+            values["train/kl"] = stats.kl
+        if weights is not None:
+            values["train/importance_weight"] = (weights.expand_as(mask) * mask).sum() / mask.sum().clamp(min=1)
+        self.log_dict(values, batch_size=n)
+        return loss
+
+    def _log_rollout(self, scores, everyone, advantages, adv_stats, completions, batch, seconds: float) -> None:
+        stats = rollout_stats(scores.per_reward, everyone.cpu(), advantages.cpu(), adv_stats,
+                              completions.mask.cpu(), completions.truncated)
+        tokens = float(completions.mask.sum())
+        stats["rollout_tokens_per_s"] = tokens / seconds if seconds > 0 else float("nan")
+        self.log_dict({f"train/{k}": v for k, v in stats.items()}, batch_size=len(completions.texts))
+        every = max(self.log_settings.every_n_generations, 1)
+        if self.log_settings.completions > 0 and self._generations % every == 0 and self.global_rank == 0:
+            G = self.rollout.num_generations
+            names = [s.file_name for s in batch["samples"] for _ in range(G)]
+            text = completions_markdown(completions.texts, scores.total, scores.per_reward, names,
+                                        self.log_settings.completions)
+            for logger in self.loggers:
+                if hasattr(logger.experiment, "add_text"):
+                    logger.experiment.add_text("train/completions", text, global_step=self.global_step)
+
+    @contextmanager
+    def _rollout_random(self):
+        """Sample from a random stream of the module's own (saved in checkpoints), so data loading
+        or anything else drawing from the global generator cannot change what is sampled."""
+        cuda = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            if self._rollout_rng is None:
+                torch.manual_seed((torch.initial_seed() + 7919 * self.global_rank) % 2**63)
+            else:
+                torch.set_rng_state(self._rollout_rng["cpu"])
+                if cuda and self._rollout_rng.get("cuda") is not None:
+                    torch.cuda.set_rng_state(self._rollout_rng["cuda"], self.device)
+            yield
+            self._rollout_rng = {"cpu": torch.get_rng_state(),
+                                 "cuda": torch.cuda.get_rng_state(self.device) if cuda else None}
+
+    # ------------------------------------------------------------------ evaluation
+    def _eval_step(self, stage: str, batch: dict, batch_idx: int) -> list:
+        parsed = super()._eval_step(stage, batch, batch_idx)
+        if isinstance(self.evaluations[stage], HOIEvaluation):
+            sums = self._val_rewards.setdefault(stage, {name: [] for name in ANSWER_REWARDS})
+            vocab, weights = self.datamodule.vocab, self.reward_weights.as_dict()
+            for p, sample, frame in zip(parsed, batch["samples"], batch["frames"]):
+                judged = JudgedAnswer(p, RewardTarget(sample, frame, vocab))
+                values = {name: ANSWER_REWARDS[name](judged) for name in weights}
+                for name, v in values.items():
+                    if v is not None:
+                        sums[name].append(v)
+                applied = [w * values[k] for k, w in weights.items() if values[k] is not None]
+                if applied:
+                    sums.setdefault("total", []).append(sum(applied))
+        return parsed
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        super()._eval_epoch_end(stage)
+        sums = self._val_rewards.pop(stage, {})
+        values = {f"{stage}/reward/{k}": sum(v) / len(v) for k, v in sums.items() if v and k != "total"}
+        if sums.get("total"):
+            values[f"{stage}/reward"] = sum(sums["total"]) / len(sums["total"])
+        if values:
+            self.log_dict(values, sync_dist=True)
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["grpo"] = {
+            "buffer": self._buffer.state_dict() if self._buffer is not None else None,
+            "rollout_rng": self._rollout_rng,
+            "generations": self._generations,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        super().on_load_checkpoint(checkpoint)
+        state = checkpoint.get("grpo") or {}
+        if state.get("buffer") is not None:
+            self._buffer = RolloutBuffer.from_state_dict(state["buffer"])
+        self._rollout_rng = state.get("rollout_rng")
+        self._generations = int(state.get("generations", 0))
+

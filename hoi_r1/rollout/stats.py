@@ -1,0 +1,92 @@
+"""What a generation batch looked like: the numbers GRPO logs per rollout, and the completions
+shown as text (pure functions; :class:`~hoi_r1.grpo.GRPOModule` logs them).
+
+>>> from hoi_r1.grpo_loss import AdvantageStats
+>>> s = rollout_stats({"format": [1.0, 0.0, None]}, torch.tensor([1.0, 0.0, float("nan")]),
+...                   torch.tensor([0.5, -0.5, 0.0]), AdvantageStats(1, 0, 1),
+...                   torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0]]), [False, True, False])
+>>> s["reward/format"], s["reward"], s["completion_length/max"], round(s["truncation_rate"], 3)
+(0.5, 0.5, 3.0, 0.333)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+
+from hoi_r1.grpo_loss import AdvantageStats
+
+
+def rollout_stats(
+    per_reward: dict[str, Sequence[float | None]],
+    total: torch.Tensor,
+    advantages: torch.Tensor,
+    advantage_stats: AdvantageStats,
+    completion_mask: torch.Tensor,
+    truncated: Sequence[bool],
+) -> dict[str, float]:
+    """Per-reward mean / std, total reward, advantage statistics, lengths and truncation.
+
+    Args:
+        per_reward: reward name → one value (``None`` where it does not apply) per completion.
+        total: ``(N,)`` weighted total rewards (NaN where no reward applies).
+        advantages: ``(N,)`` advantages.
+        advantage_stats: what :func:`~hoi_r1.grpo_loss.group_advantages` counted.
+        completion_mask: ``(N, T)`` 1 on real completion tokens.
+        truncated: per completion, stopped at the length limit.
+
+    Returns:
+        ``reward/<name>``, ``reward/<name>_std``, ``reward``, ``reward_std``, ``advantage/mean``,
+        ``advantage/std``, ``advantage/abs_mean``, ``frac_reward_zero_std``, ``unscorable``,
+        ``completion_length/{mean,min,max}``, ``truncation_rate`` (NaN where nothing applies).
+    """
+    out: dict[str, float] = {}
+    for name, values in per_reward.items():
+        kept = torch.tensor([v for v in values if v is not None], dtype=torch.float64)
+        out[f"reward/{name}"] = _mean(kept)
+        out[f"reward/{name}_std"] = _std(kept)
+    scored = total[~total.isnan()].double()
+    out["reward"] = _mean(scored)
+    out["reward_std"] = _std(scored)
+    adv = advantages.double()
+    out["advantage/mean"] = _mean(adv)
+    out["advantage/std"] = _std(adv)
+    out["advantage/abs_mean"] = _mean(adv.abs())
+    out["frac_reward_zero_std"] = advantage_stats.zero_std_fraction
+    out["unscorable"] = float(advantage_stats.unscorable)
+    lengths = completion_mask.sum(dim=1).double()
+    out["completion_length/mean"] = _mean(lengths)
+    out["completion_length/min"] = float(lengths.min()) if len(lengths) else math.nan
+    out["completion_length/max"] = float(lengths.max()) if len(lengths) else math.nan
+    out["truncation_rate"] = sum(truncated) / len(truncated) if len(truncated) else math.nan
+    return out
+
+
+def completions_markdown(
+    texts: Sequence[str], total: Sequence[float], per_reward: dict[str, Sequence[float | None]],
+    file_names: Sequence[str], limit: int, max_chars: int = 600,
+) -> str:
+    """A Markdown table of the first ``limit`` completions with their rewards (TensorBoard text).
+
+    >>> print(completions_markdown(["<think>a|b</think>"], [1.5], {"format": [1.0]}, ["x.jpg"], 1))
+    | image | reward | format | completion |
+    |---|---|---|---|
+    | x.jpg | 1.500 | 1.00 | `<think>a\\|b</think>` |
+    """
+    names = list(per_reward)
+    lines = ["| image | reward | " + " | ".join(names) + " | completion |", "|---|---|" + "---|" * len(names) + "---|"]
+    for i in range(min(limit, len(texts))):
+        values = " | ".join("–" if per_reward[n][i] is None else f"{per_reward[n][i]:.2f}" for n in names)
+        text = texts[i][:max_chars].replace("|", "\\|").replace("\n", " ").replace("`", "'")
+        lines.append(f"| {file_names[i]} | {total[i]:.3f} | {values} | `{text}` |")
+    return "\n".join(lines)
+
+
+def _mean(x: torch.Tensor) -> float:
+    return float(x.mean()) if x.numel() else math.nan
+
+
+def _std(x: torch.Tensor) -> float:
+    return float(x.std()) if x.numel() > 1 else (0.0 if x.numel() == 1 else math.nan)
