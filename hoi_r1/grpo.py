@@ -49,7 +49,8 @@ from hoi_r1.grpo_loss import LossType, ScaleRewards, clipped_policy_loss, group_
 from hoi_r1.grpo_loss import truncated_importance_weights
 from hoi_r1.hoi_module import HOIModule
 from hoi_r1.models import ModelSettings
-from hoi_r1.rewards import ANSWER_REWARDS, JudgedAnswer, RewardTarget, RewardWeights, score_completions
+from hoi_r1.rewards import ANSWER_REWARDS, JudgedAnswer, RewardBreakdown, RewardTarget, RewardWeights
+from hoi_r1.rewards import score_completions
 from hoi_r1.rollout import EngineKind, RolloutSampling
 from hoi_r1.rollout.batch import RolloutBuffer, join_completions, select_prompts, trim_completions
 from hoi_r1.rollout.stats import completions_markdown, rollout_stats
@@ -191,7 +192,7 @@ class GRPOModule(HOIModule):
                 if isinstance(m, torch.nn.Dropout):
                     m.p = 0.0
         if self.loss_settings.beta > 0 and self.settings.lora is None and self.reference is None:
-            self.reference = copy.deepcopy(self.model).eval().requires_grad_(False)
+            self.reference = copy.deepcopy(self.model).requires_grad_(False)
 
     @property
     def steps_per_generation(self) -> int:
@@ -304,7 +305,7 @@ class GRPOModule(HOIModule):
 
         vocab = self.datamodule.vocab
         targets = [RewardTarget(s, f, vocab) for s, f in zip(batch["samples"], batch["frames"]) for _ in range(G)]
-        scores = score_completions(completions.texts, targets, self.reward_weights)
+        scores = self.score(completions.texts, targets)
         total = torch.tensor(scores.total, dtype=torch.float32, device=self.device)
         everyone = self.all_gather(total).reshape(-1)  # (world · P·G,): whole groups per rank
         advantages, adv_stats = group_advantages(everyone, G, self.loss_settings.scale_rewards)
@@ -329,6 +330,10 @@ class GRPOModule(HOIModule):
         self._generations += 1
         return buffer
 
+    def score(self, texts: list[str], targets: list[RewardTarget]) -> RewardBreakdown:
+        """Rewards of a generation batch (override to add rewards; the total drives the advantages)."""
+        return score_completions(texts, targets, self.reward_weights)
+
     def _needs_old_logps(self) -> bool:
         loss = self.loss_settings
         off_policy = loss.num_iterations > 1 or self.steps_per_generation > self.trainer.accumulate_grad_batches
@@ -346,7 +351,7 @@ class GRPOModule(HOIModule):
     @contextmanager
     def _reference_policy(self):
         if self.reference is not None:
-            yield self.reference
+            yield self.reference.eval()  # (Lightning switches every submodule back to train mode)
         else:  # LoRA: the base model is the reference
             with self.model.disable_adapter():
                 yield self.model

@@ -6,7 +6,8 @@ only (``use_safetensors=True``), so a checkpoint cannot run code while it loads.
 
 >>> import tempfile
 >>> from hoi_r1.tiny import build_tiny_qwen2_5_vl, TinyModelSize
->>> path = build_tiny_qwen2_5_vl(tempfile.mkdtemp(), TinyModelSize(text_hidden=32, vision_hidden=32))
+>>> small = TinyModelSize(text_hidden=32, vision_hidden=32, vocab_size=300)
+>>> path = build_tiny_qwen2_5_vl(tempfile.mkdtemp(), small, corpus=["person ball [1, 2]"])
 >>> model = load_model(ModelSettings(name_or_path=str(path), freeze_vision=True))
 >>> any(p.requires_grad for p in vision_tower(model).blocks.parameters())
 False

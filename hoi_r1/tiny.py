@@ -13,7 +13,8 @@ it exactly like a hub checkpoint:
 * a ``Qwen2VLImageProcessor`` with small pixel limits (default 112×112 images → 16 image tokens).
 
 >>> import tempfile
->>> path = build_tiny_qwen2_5_vl(tempfile.mkdtemp(), TinyModelSize(text_hidden=32, vision_hidden=32))
+>>> small = TinyModelSize(text_hidden=32, vision_hidden=32, vocab_size=300)
+>>> path = build_tiny_qwen2_5_vl(tempfile.mkdtemp(), small, corpus=["person ball [1, 2]"])
 >>> from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration
 >>> model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path)
 >>> model.config.text_config.num_hidden_layers
@@ -106,7 +107,7 @@ class TinyModelSize:
     vision_depth: int = 2
     vision_heads: int = 4
     vision_intermediate: int = 256
-    vocab_size: int = 1024
+    vocab_size: int = 2048
     image_size: int = 112
     max_position_embeddings: int = 4096
 
@@ -238,27 +239,39 @@ def train_tokenizer(corpus: Iterable[str], vocab_size: int = 1024):
 
 
 def default_corpus(extra: Sequence[str] = ()) -> list[str]:
-    """Tokenizer training texts: HOI instructions and answers for HICO-DET and generic JSON/number text."""
+    """Tokenizer training texts: the instructions, reasoning sentences and answers the project
+    writes (HICO-DET and synthetic vocabularies, every prompt style and frame, the grounding task,
+    tool calls), so that the tiny tokenizer compresses the project's own prompts well."""
+    from hoi_r1.frames import FRAME_KINDS, Frame
+    from hoi_r1.grounding import build_grounding_instruction
+    from hoi_r1.prompts import PromptConfig, build_instruction
+    from hoi_r1.readers.synthetic import synthetic_vocabulary
     from hoi_r1.vocab import HOIVocabulary
 
-    hico = HOIVocabulary.hico_det()
+    hico, synthetic = HOIVocabulary.hico_det(), synthetic_vocabulary()
     texts = list(extra)
-    names = [*hico.verbs, *hico.objects]
-    texts += [n.replace("_", " ") for n in names] + names
-    for i in range(hico.num_classes):
-        v, o = hico.interactions[i]
-        ans = {
-            "human": [i % 97, (i * 7) % 89, 100 + i % 11, 120 + i % 13],
-            "object": [(i * 3) % 83, i % 71, 90 + i % 17, 110 + i % 19],
-            "object class": hico.objects[o].replace("_", " "),
-            "verb class": [hico.verbs[v].replace("_", " ")],
-        }
-        texts.append(f"<think>The person is close to the {ans['object class']}.</think><answer>{json.dumps([ans])}</answer>")
+    for vocab in (hico, synthetic):
+        names = [*vocab.verbs, *vocab.objects]
+        texts += [n.replace("_", " ") for n in names] + names
+        for i in range(vocab.num_classes):
+            v, o = vocab.interactions[i]
+            obj, verb = vocab.objects[o].replace("_", " "), vocab.verbs[v].replace("_", " ")
+            ans = {
+                "human": [i % 97, (i * 7) % 89, 100 + i % 11, 120 + i % 13],
+                "object": [(i * 3) % 83, i % 71, 90 + i % 17, 110 + i % 19],
+                "object class": obj,
+                "verb class": [verb],
+            }
+            thinking = f"I see {1 + i % 3} people interacting with objects. Person {1 + i % 2} with the {obj}: {verb}."
+            texts.append(f"<think>{thinking}</think><answer>{json.dumps([ans])}</answer>")
+        styles = (PromptConfig(), PromptConfig(thinking_guidance=False, show_example=False))
+        for kind in FRAME_KINDS:
+            frame = Frame.for_image(kind, 112, 112, 3136, 12544)
+            texts += [build_instruction(vocab, frame, style) for style in styles] * 8
+            texts += [build_grounding_instruction(vocab, frame)] * 8
     texts += [
-        "Find every person interacting with an object. Give each human box, object box, object class and verbs "
-        "as a JSON list inside <answer></answer> after thinking inside <think></think>.",
-        "Boxes are [x1, y1, x2, y2] in pixels of the image. Valid object classes and their verbs:",
         " ".join(str(n) for n in range(2000)),
-        '[{"name": "detect_objects", "arguments": {"categories": ["cup"]}}]',
+        '<tool_call>{"name": "detect_objects", "arguments": {"categories": ["cup"]}}</tool_call>',
+        '[{"label": "person", "box": [8, 16, 32, 64]}]',
     ]
     return texts

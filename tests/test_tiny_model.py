@@ -58,10 +58,11 @@ def test_forward_and_generate_with_an_image(tiny_model_dir):
 
 
 def test_same_seed_same_weights(tmp_path):
-    size = TinyModelSize(text_hidden=32, vision_hidden=32)
-    a = Qwen2_5_VLForConditionalGeneration.from_pretrained(build_tiny_qwen2_5_vl(tmp_path / "a", size, seed=3))
-    b = Qwen2_5_VLForConditionalGeneration.from_pretrained(build_tiny_qwen2_5_vl(tmp_path / "b", size, seed=3))
-    c = Qwen2_5_VLForConditionalGeneration.from_pretrained(build_tiny_qwen2_5_vl(tmp_path / "c", size, seed=4))
+    size = TinyModelSize(text_hidden=32, vision_hidden=32, vocab_size=300)
+    corpus = ["a small corpus: person, ball [1, 2, 3, 4]"]
+    a = Qwen2_5_VLForConditionalGeneration.from_pretrained(build_tiny_qwen2_5_vl(tmp_path / "a", size, corpus, seed=3))
+    b = Qwen2_5_VLForConditionalGeneration.from_pretrained(build_tiny_qwen2_5_vl(tmp_path / "b", size, corpus, seed=3))
+    c = Qwen2_5_VLForConditionalGeneration.from_pretrained(build_tiny_qwen2_5_vl(tmp_path / "c", size, corpus, seed=4))
     sa, sb, sc = a.state_dict(), b.state_dict(), c.state_dict()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
     assert not all(torch.equal(sa[k], sc[k]) for k in sa)

@@ -1,0 +1,169 @@
+"""GRPOModule with the real Trainer: training moves the policy, logs rewards, keeps the reference
+frozen, checks its settings, starts from earlier checkpoints, and reports rewards in validation."""
+
+import lightning as L
+import pytest
+import torch
+from test_grpo_helpers import ToyRewardGRPO
+
+from hoi_r1.datamodule import HOIDataModule, SplitFiles
+from hoi_r1.generation import GenerationSettings
+from hoi_r1.grpo import GRPOLossSettings, GRPOLogSettings, GRPOModule, RolloutSettings
+from hoi_r1.models import LoraSettings, ModelSettings, load_model
+from hoi_r1.prompts import PromptConfig
+
+SHORT_PROMPT = PromptConfig(thinking_guidance=False, show_example=False, list_verbs=False)
+
+
+def _data(world, batch_size=2):
+    return HOIDataModule(
+        train=SplitFiles(str(world / "train.json")),
+        val=SplitFiles(str(world / "test.json"), limit=2),
+        test=SplitFiles(str(world / "test.json"), limit=2),
+        batch_size=batch_size,
+        eval_batch_size=2,
+        prompt=SHORT_PROMPT,
+    )
+
+
+def _module(model_dir, cls=ToyRewardGRPO, lora=None, beta=0.0, spg=2, **kwargs):
+    return cls(
+        model=ModelSettings(name_or_path=str(model_dir), freeze_vision=True, lora=lora),
+        optimizer=lambda params: torch.optim.AdamW(params, lr=1e-2),
+        rollout=RolloutSettings(num_generations=2, max_completion_length=8),
+        loss=GRPOLossSettings(beta=beta, steps_per_generation=spg),
+        generation=GenerationSettings(max_new_tokens=8),
+        log_examples=0,
+        logging=GRPOLogSettings(completions=2, every_n_generations=1),
+        **kwargs,
+    )
+
+
+def _trainer(tmp_path, **kwargs):
+    options = dict(accelerator="cpu", max_steps=2, accumulate_grad_batches=2, limit_val_batches=0, log_every_n_steps=1)
+    options.update(kwargs)
+    return L.Trainer(
+        default_root_dir=tmp_path,
+        logger=L.pytorch.loggers.TensorBoardLogger(tmp_path, name="tb"),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        deterministic=True,
+        **options,
+    )
+
+
+def _changed(before: dict, module) -> set[str]:
+    after = module.model.state_dict()
+    return {k for k in before if not torch.equal(before[k], after[k])}
+
+
+def test_fit_trains_the_policy_and_logs_rewards(tiny_model_dir, synthetic_world, tmp_path):
+    L.seed_everything(0)
+    module = _module(tiny_model_dir)
+    module.configure_model()
+    before = {k: v.detach().clone() for k, v in module.model.state_dict().items()}
+    trainer = _trainer(tmp_path, limit_val_batches=1, val_check_interval=4)
+    trainer.fit(module, datamodule=_data(synthetic_world))
+    assert trainer.global_step == 2
+    changed = _changed(before, module)
+    assert any(k.startswith("model.language_model") for k in changed)
+    assert not any("visual.blocks" in k or "visual.patch_embed" in k for k in changed)
+    m = trainer.callback_metrics
+    assert torch.isfinite(m["train/loss"])
+    for key in ("train/reward", "train/reward_std", "train/reward/format", "train/reward/iou_std",
+                "train/reward/distinct_chars", "train/advantage/std", "train/clip_ratio/region",
+                "train/completion_length/mean", "train/truncation_rate", "train/rollout_tokens_per_s",
+                "train/time/generate_s", "train/time/score_s", "train/time/train_s", "val/mAP_full",
+                "val/reward/format", "val/reward/label", "val/reward"):
+        assert key in m, key
+    assert float(m["train/advantage/std"]) > 0  # the groups had a spread: the gradient was not zero
+    assert 0 <= float(m["train/truncation_rate"]) <= 1
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(next((tmp_path / "tb").glob("version_*"))))
+    events.Reload()
+    assert "train/completions/text_summary" in events.Tags()["tensors"]
+    results = trainer.test(module, datamodule=_data(synthetic_world))
+    assert {"test/mAP_full", "test/reward/format", "test/reward/iou"} <= set(results[0])
+
+
+def test_lora_reference_is_the_model_without_adapters(tiny_model_dir, synthetic_world, tmp_path):
+    L.seed_everything(0)
+    module = _module(tiny_model_dir, lora=LoraSettings(r=4, alpha=8), beta=0.5)
+    module.configure_model()
+    assert module.reference is None  # no second copy
+    before = {k: v.detach().clone() for k, v in module.model.state_dict().items()}
+    trainer = _trainer(tmp_path, max_steps=2)
+    trainer.fit(module, datamodule=_data(synthetic_world))
+    changed = _changed(before, module)
+    assert changed and all("lora_" in k for k in changed)
+    kl = trainer.callback_metrics["train/kl"]
+    assert torch.isfinite(kl) and float(kl) > 0  # the second step's policy has moved from the reference
+
+
+def test_full_fine_tuning_keeps_a_frozen_reference_in_checkpoints(tiny_model_dir, synthetic_world, tmp_path):
+    L.seed_everything(0)
+    module = _module(tiny_model_dir, beta=0.1)
+    module.configure_model()
+    assert module.reference is not None
+    assert not any(p.requires_grad for p in module.reference.parameters())
+    initial = {k: v.clone() for k, v in module.reference.state_dict().items()}
+    trainer = _trainer(tmp_path)
+    trainer.fit(module, datamodule=_data(synthetic_world))
+    for k, v in module.reference.state_dict().items():
+        assert torch.equal(v, initial[k]), k
+    trainer.save_checkpoint(tmp_path / "g.ckpt")
+    checkpoint = torch.load(tmp_path / "g.ckpt", weights_only=True)
+    assert any(k.startswith("reference.") for k in checkpoint["state_dict"])
+    assert {"buffer", "rollout_rng"} <= set(checkpoint["grpo"])
+    assert {"torch", "python", "numpy"} <= set(checkpoint["rng_states"])
+
+
+@pytest.mark.parametrize(
+    ("spg", "accumulate", "batch_size", "message"),
+    [(3, 2, 2, "multiple of trainer.accumulate_grad_batches=2"), (8, 1, 2, "cannot be cut into")],
+)
+def test_inconsistent_micro_batching_is_a_clear_error(tiny_model_dir, synthetic_world, tmp_path, spg, accumulate,
+                                                     batch_size, message):
+    module = _module(tiny_model_dir, cls=GRPOModule, spg=spg)
+    trainer = _trainer(tmp_path, accumulate_grad_batches=accumulate, max_steps=1)
+    with pytest.raises(ValueError, match=message):
+        trainer.fit(module, datamodule=_data(synthetic_world, batch_size=batch_size))
+
+
+def test_group_of_one_is_rejected(tiny_model_dir):
+    with pytest.raises(ValueError, match="num_generations must be >= 2"):
+        GRPOModule(model=ModelSettings(name_or_path=str(tiny_model_dir)), rollout=RolloutSettings(num_generations=1))
+
+
+def _perturbed_checkpoint(model_dir, path, lora=None):
+    model = load_model(ModelSettings(name_or_path=str(model_dir), lora=lora))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if lora is None or "lora_B" in name:
+                p.add_(0.01 * torch.randn_like(p))
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
+                "hyper_parameters": {"model": ModelSettings(name_or_path=str(model_dir), lora=lora)}}, path)
+    return model
+
+
+def test_init_from_checkpoint_full_and_merged_lora(tiny_model_dir, tmp_path):
+    full = _perturbed_checkpoint(tiny_model_dir, tmp_path / "full.ckpt")
+    module = GRPOModule(model=ModelSettings(name_or_path=str(tiny_model_dir)), init_from_checkpoint=str(tmp_path / "full.ckpt"))
+    module.configure_model()
+    for k, v in full.state_dict().items():
+        assert torch.equal(module.model.state_dict()[k], v), k
+
+    lora = LoraSettings(r=4, alpha=8)
+    sft = _perturbed_checkpoint(tiny_model_dir, tmp_path / "lora.ckpt", lora=lora)
+    merged = sft.merge_and_unload().state_dict()
+    grpo = GRPOModule(model=ModelSettings(name_or_path=str(tiny_model_dir), lora=LoraSettings(r=2, alpha=4)),
+                      init_from_checkpoint=str(tmp_path / "lora.ckpt"))
+    grpo.configure_model()
+    with grpo.model.disable_adapter():  # the GRPO reference is the merged SFT model
+        base = {k.removeprefix("base_model.model.").replace(".base_layer", ""): v
+                for k, v in grpo.model.state_dict().items() if "lora_" not in k}
+    for k, v in merged.items():
+        assert torch.allclose(base[k], v, atol=1e-6), k
+    with pytest.raises(FileNotFoundError, match="init_from_checkpoint"):
+        GRPOModule(model=ModelSettings(name_or_path=str(tiny_model_dir)), init_from_checkpoint=str(tmp_path / "no.ckpt")).configure_model()
