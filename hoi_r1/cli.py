@@ -45,6 +45,18 @@ def _export(argv: list[str]) -> int:
     return main(argv)
 
 
+def _detections(argv: list[str]) -> int:
+    from hoi_r1.tools.detection import main
+
+    return main(argv)
+
+
+def _cold_start(argv: list[str]) -> int:
+    from hoi_r1.tools.cold_start import main
+
+    return main(argv)
+
+
 def _tiny_model(argv: list[str]) -> int:
     import argparse
 
@@ -65,6 +77,8 @@ COMMANDS: dict[str, Callable[[list[str]], int]] = {
     "eval": _eval,
     "distill": _distill,
     "export": _export,
+    "detections": _detections,
+    "cold-start": _cold_start,
     "tiny-model": _tiny_model,
 }
 """The project's own sub-commands (everything else goes to LightningCLI)."""

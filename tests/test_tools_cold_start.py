@@ -1,0 +1,110 @@
+"""Cold-start traces from ground truth on a generated synthetic world."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from hoi_r1.answer import parse_answer
+from hoi_r1.image_dataset import load_image
+from hoi_r1.readers import read_annotations
+from hoi_r1.rewards import RewardTarget
+from hoi_r1.tools.cold_start import (
+    ColdStartConfig,
+    build_record,
+    main,
+    read_cold_start,
+    record_frame,
+    record_images,
+    to_chat_messages,
+    write_cold_start,
+)
+from hoi_r1.tools.detection import DetectionsFile, noisy_detections
+from hoi_r1.tools.episode import read_transcript
+from hoi_r1.tools.rewards import score_tool_completions
+
+
+@pytest.fixture(scope="module")
+def world(synthetic_world):
+    dataset = read_annotations(synthetic_world / "train.json")
+    detections, _ = noisy_detections(dataset.samples, dataset.vocab, seed=0, miss_rate=0.2, false_alarm_rate=1.0)
+    return dataset, detections
+
+
+@pytest.mark.parametrize("frame", ["absolute_resized", "normalized_1000"])
+def test_records_answer_with_the_ground_truth(world, tmp_path, frame):
+    dataset, detections = world
+    out = tmp_path / "cold.jsonl"
+    assert write_cold_start(dataset.samples, dataset.vocab, detections, out, ColdStartConfig(frame=frame)) == 24
+    records = read_cold_start(out)
+    assert len(records) == 24
+    targets, transcripts = [], []
+    for record, sample in zip(records, dataset.samples):
+        assert record["file_name"] == sample.file_name
+        roles = [m["role"] for m in record["messages"]]
+        assert roles == ["assistant", "tool", "assistant", "tool", "assistant", "tool", "assistant"]
+        text_frame = record_frame(record)
+        parsed = parse_answer(record["messages"][-1]["content"], dataset.vocab, text_frame)
+        assert parsed.structure_ok and not parsed.problems
+        groups = sample.grouped_pairs()
+        assert len(parsed.triplets) == len(groups)
+        half_unit = 0.5 / min(text_frame.scale) + 1e-9
+        for t, (h, o, verbs) in zip(parsed.triplets, groups):
+            assert np.abs(np.array(t.human_box) - sample.human_boxes[h]).max() <= half_unit
+            assert np.abs(np.array(t.object_box) - sample.object_boxes[o]).max() <= half_unit
+            assert t.object_id == sample.object_labels[o] and list(t.verb_ids) == verbs
+        # the first tool turn shows the file's person detections, in the text frame
+        shown = json.loads(record["messages"][1]["content"].removeprefix("<tool_response>").removesuffix("</tool_response>"))
+        expected = [d for d in detections.for_image(sample.file_name) if d.label == "person" and d.score >= 0.3]
+        assert len(shown["detections"]) == len(expected)
+        transcripts.append("".join(m["content"] for m in record["messages"]))
+        targets.append(RewardTarget(sample, text_frame, dataset.vocab))
+    # the traces are what the rewards want: right, well formed, tools used, verbs fit the geometry
+    breakdown = score_tool_completions(transcripts, targets)
+    for name in ("accuracy", "format", "tool_usage", "spatial"):
+        assert min(breakdown.per_reward[name]) == 1.0, name
+    reading = read_transcript(transcripts[0])
+    assert reading.num_invalid_calls == 0 and reading.num_redundant_calls == 0
+
+
+def test_zoom_records_images_that_can_be_recreated(world):
+    dataset, detections = world
+    sample = dataset.samples[0]
+    image = load_image(sample.image_path)
+    record = build_record(sample, dataset.vocab, detections, ColdStartConfig(zoom=True), image=image)
+    tool_turns = [m for m in record["messages"] if m["role"] == "tool"]
+    assert "images" not in tool_turns[0] and tool_turns[2]["images"][0]["tool"] == "crop"
+    images = record_images(json.loads(json.dumps(record)), image)
+    assert len(images) == 1 and min(images[0].size) >= 8
+    chat = to_chat_messages(record)
+    assert chat[5]["content"][-1] == {"type": "image"} and chat[0]["content"] == [{"type": "text", "text": record["messages"][0]["content"]}]
+
+
+def test_missing_detections_and_bad_files(world, tmp_path):
+    dataset, _ = world
+    with pytest.raises(KeyError, match="lacks 24 images"):
+        write_cold_start(dataset.samples, dataset.vocab, DetectionsFile({}), tmp_path / "x.jsonl")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"file_name": "a", "frame": {"kind": "absolute_original"}, "messages": []}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl, line 1: 'messages' must be a non-empty list"):
+        read_cold_start(bad)
+    bad.write_text('\n{"file_name": "a", "frame": {"kind": "pixels"}, "messages": [{"role": "assistant", "content": "x"}]}\n')
+    with pytest.raises(ValueError, match="line 2: 'frame' must be an object with kind in"):
+        read_cold_start(bad)
+    bad.write_text("{oops\n")
+    with pytest.raises(ValueError, match="line 1: not valid JSON"):
+        read_cold_start(bad)
+
+
+def test_cli(world, synthetic_world, tmp_path, capsys):
+    dataset, detections = world
+    det = detections.write(tmp_path / "det.json")
+    out = tmp_path / "cold.jsonl"
+    argv = ["--annotations", str(synthetic_world / "train.json"), "--detections", str(det), "--out", str(out),
+            "--max-images", "3", "--frame", "absolute_original"]
+    assert main(argv) == 0
+    records = read_cold_start(out)
+    assert len(records) == 3 and records[0]["frame"]["kind"] == "absolute_original"
+    assert "wrote 3 cold-start traces" in capsys.readouterr().out
