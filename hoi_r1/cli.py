@@ -9,8 +9,8 @@ own commands.
     hoi-r1 tiny-model --out checkpoints/tiny-qwen2_5_vl
     hoi-r1 export --checkpoint checkpoints/demo_sft/last.ckpt --out exported/demo_sft
 
-The model class is chosen in YAML (``model.class_path``: :class:`~hoi_r1.sft.SFTModule` now,
-the GRPO module later); the data is always :class:`~hoi_r1.datamodule.HOIDataModule`.
+The model class is chosen in YAML (``model.class_path``: :class:`~hoi_r1.sft.SFTModule` or
+:class:`~hoi_r1.grpo.GRPOModule`); the data is always :class:`~hoi_r1.datamodule.HOIDataModule`.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """``make demo``: the main job end to end on the embedded default, on CPU.
 
 1. ``hoi-r1 synth``: generate the synthetic HOI world in ``data/synthetic`` (HICO-DET format);
-2. the base model: ``checkpoints/tiny-qwen2_5_vl-grounding``, the tiny Qwen2.5-VL pretrained on
-   the synthetic grounding task (shipped with the repo; ``configs/demo_grounding.yaml`` says how
-   to rebuild it — the counterpart of a real grounding-capable base model);
-3. ``hoi-r1 test``: evaluate the base model on the held-out HOI scenes (the "before" numbers);
+2. ``hoi-r1 tiny-model``: build the tiny random Qwen2.5-VL in ``checkpoints/tiny-qwen2_5_vl``;
+3. ``hoi-r1 test``: evaluate it on the held-out HOI scenes (the "before" numbers);
 4. ``hoi-r1 fit``: SFT with ``configs/demo_sft.yaml`` (TensorBoard logs in ``runs/demo_sft``,
    checkpoints in ``checkpoints/demo_sft``);
 5. ``hoi-r1 test --ckpt_path …/last.ckpt``: the "after" numbers;
@@ -25,7 +23,7 @@ from pathlib import Path
 CONFIG = "configs/demo_sft.yaml"
 PREDICT_CONFIG = "configs/demo_predict.yaml"
 WORLD = Path("data/synthetic")
-MODEL = Path("checkpoints/tiny-qwen2_5_vl-grounding")
+MODEL = Path("checkpoints/tiny-qwen2_5_vl")
 CHECKPOINTS = Path("checkpoints/demo_sft")
 OUT = Path("runs/demo")
 REPORTED = ("mAP_full", "mAP_rare", "mAP_non_rare", "mean_max_recall", "parse_rate", "format_rate", "pairs_per_image")
@@ -36,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     OUT.mkdir(parents=True, exist_ok=True)
     _step("synthetic world", lambda: _ensure_world())
-    _step("base model", lambda: _ensure_model())
+    _step("tiny model", lambda: _ensure_model())
     before = _step("evaluate before training", lambda: _test([]))
     _step("SFT", lambda: _cli(["fit", "--config", CONFIG, *fit_overrides]))
     last = CHECKPOINTS / "last.ckpt"
@@ -69,11 +67,12 @@ def _ensure_world() -> None:
 
 
 def _ensure_model() -> None:
-    if not (MODEL / "config.json").exists():
-        raise FileNotFoundError(
-            f"the demo's base model {MODEL} is missing; rebuild it as configs/demo_grounding.yaml describes"
-        )
-    print(f"using {MODEL}")
+    from hoi_r1.cli import main as cli
+
+    if (MODEL / "config.json").exists():
+        print(f"using {MODEL}")
+        return
+    cli(["tiny-model", "--out", str(MODEL)])
 
 
 def _cli(args: list[str]):
@@ -83,7 +82,7 @@ def _cli(args: list[str]):
 
 
 def _test(extra: list[str]) -> dict[str, float]:
-    cli = _cli(["test", "--config", CONFIG, "--trainer.logger", "false", *extra])
+    cli = _cli(["test", "--config", CONFIG, "--trainer.logger", "false", "--trainer.default_root_dir", str(OUT), *extra])
     metrics = cli.trainer.callback_metrics
     return {k: float(metrics[f"test/{k}"]) for k in REPORTED if f"test/{k}" in metrics}
 
@@ -92,7 +91,7 @@ def _predict(checkpoint: Path) -> None:
     from PIL import Image
 
     _cli(["predict", "--config", CONFIG, "--config", PREDICT_CONFIG, "--ckpt_path", str(checkpoint),
-          "--data.predict_limit", "8"])
+          "--data.predict_limit", "8", "--trainer.default_root_dir", str(OUT)])
     drawn = sorted((OUT / "predictions").glob("*.png"))[:8]
     if not drawn:
         return

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import torch
 
-from hoi_r1.models import ModelSettings, load_model, load_processor
+from hoi_r1.models import ModelSettings, load_model, load_processor, model_settings_from
 
 
 def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, merge_lora: bool = True) -> Path:
@@ -27,9 +27,10 @@ def export_checkpoint(checkpoint: str | Path, out_dir: str | Path, merge_lora: b
     if not checkpoint.exists():
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
     state = torch.load(checkpoint, weights_only=True, map_location="cpu")
-    settings = state.get("hyper_parameters", {}).get("model")
-    if not isinstance(settings, ModelSettings):
-        raise ValueError(f"{checkpoint}: no ModelSettings under hyper_parameters['model']; was it written by hoi_r1?")
+    try:
+        settings = model_settings_from(state.get("hyper_parameters", {}).get("model"))
+    except TypeError:
+        raise ValueError(f"{checkpoint}: no model settings under hyper_parameters['model']; was it written by hoi_r1?") from None
     model = load_model(settings)
     weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
     missing, unexpected = model.load_state_dict(weights, strict=False)

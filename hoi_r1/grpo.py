@@ -45,16 +45,18 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from hoi_r1.detection_eval import EvaluationSettings, HOIEvaluation
 from hoi_r1.generation import GenerationSettings
-from hoi_r1.grpo_loss import LossType, ScaleRewards, clipped_policy_loss, group_advantages, per_token_logps
+from hoi_r1.grpo_loss import LossType, ScaleRewards, clipped_policy_loss, group_advantages
 from hoi_r1.grpo_loss import truncated_importance_weights
 from hoi_r1.hoi_module import HOIModule
 from hoi_r1.models import ModelSettings
-from hoi_r1.rewards import ANSWER_REWARDS, JudgedAnswer, RewardBreakdown, RewardTarget, RewardWeights
+from hoi_r1.rewards import RewardBreakdown, RewardTarget, RewardWeights
 from hoi_r1.rewards import score_completions
-from hoi_r1.rollout import EngineKind, RolloutSampling
-from hoi_r1.rollout.batch import RolloutBuffer, join_completions, select_prompts, trim_completions
-from hoi_r1.rollout.stats import completions_markdown, rollout_stats
+from hoi_r1.rollout import EngineKind, RolloutSampling, SamplingStream, build_engine
+from hoi_r1.rollout.batch import RolloutBuffer
+from hoi_r1.rollout.logprobs import completion_logps
+from hoi_r1.rollout.stats import RewardAverages, completions_markdown, rollout_stats
 from hoi_r1.rollout.vllm import VLLMSettings, policy_weights
+from hoi_r1.sampling import serve_of
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +138,9 @@ class GRPOModule(HOIModule):
         init_from_checkpoint: a hoi_r1 ``.ckpt`` (e.g. the SFT stage's) whose model weights start
             the policy (and the reference); ``None`` starts from ``model.name_or_path``.
         disable_dropout: set every dropout to 0 (sampling and training see the same policy; TRL's default).
+        share_prompts: run each distinct prompt once per micro-batch and its ``G`` completions on
+            its cached keys and values (same log-probs and gradients, much less compute;
+            :mod:`hoi_r1.rollout.logprobs`); off: one prompt + completion sequence per row.
         generation: generation settings of validation, test and predict (greedy by default).
         evaluation: HOI-mAP protocol and confidence scores.
         log_examples: validation images with drawn predictions logged per epoch.
@@ -156,6 +161,7 @@ class GRPOModule(HOIModule):
         vllm: VLLMSettings = VLLMSettings(),
         init_from_checkpoint: str | None = None,
         disable_dropout: bool = True,
+        share_prompts: bool = True,
         generation: GenerationSettings = GenerationSettings(),
         evaluation: EvaluationSettings = EvaluationSettings(),
         log_examples: int = 2,
@@ -173,16 +179,17 @@ class GRPOModule(HOIModule):
         self.engine_kind = engine
         self.vllm_settings = vllm
         self.disable_dropout = disable_dropout
+        self.share_prompts = share_prompts
         self.log_settings = logging
         self.reference: torch.nn.Module | None = None
         self.engine = None
         self._buffer: RolloutBuffer | None = None
-        self._rollout_rng: dict | None = None
+        self.sampling_stream: SamplingStream | None = None
         self._synced_step: int | None = None
         self._generations = 0
         self._times = {"generate": 0.0, "score": 0.0, "train": 0.0}
         self._clock = (0.0, 0.0)
-        self._val_rewards: dict[str, dict[str, list[float]]] = {}
+        self._eval_rewards: dict[str, RewardAverages] = {}
 
     # ------------------------------------------------------------------ set-up
     def configure_model(self) -> None:
@@ -221,35 +228,17 @@ class GRPOModule(HOIModule):
             )
 
     def on_fit_start(self) -> None:
-        if self.engine is not None:
-            return
-        processor = self.datamodule.processor
-        if self.engine_kind == "vllm":
-            from hoi_r1.rollout.vllm import VLLMRolloutEngine
-
-            self.engine = VLLMRolloutEngine(
-                self.settings.name_or_path, processor, self.vllm_settings, rank=self.global_rank,
-                local_rank=self.local_rank, world_size=self.trainer.world_size,
-                trust_remote_code=self.settings.trust_remote_code,
-            )
-        else:
-            from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
-
-            from hoi_r1.rollout.hf import HFRolloutEngine
-
-            strategy = self.trainer.strategy
-            sharded = isinstance(strategy, FSDPStrategy) or (
-                isinstance(strategy, DeepSpeedStrategy) and strategy.config.get("zero_optimization", {}).get("stage") == 3
-            )
-            root = strategy.model if isinstance(strategy, FSDPStrategy) else None
-            self.engine = HFRolloutEngine(self.model, processor, synced_gpus=sharded and self.trainer.world_size > 1,
-                                          fsdp_root=root)
+        if self.engine is None:
+            self.engine = build_engine(self.engine_kind, self.model, self.datamodule.processor, self.trainer,
+                                       self.settings.name_or_path, self.vllm_settings, self.settings.trust_remote_code)
+        if self.sampling_stream is None:
+            self.sampling_stream = SamplingStream((torch.initial_seed() + 7919 * self.global_rank) % 2**63)
 
     # ------------------------------------------------------------------ training
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         self._clock = time.perf_counter(), self._times["generate"] + self._times["score"]
         ticket = batch.get("ticket")
-        serve = int(ticket[3]) if ticket is not None and len(ticket) > 3 else 0
+        serve = serve_of(ticket)
         if self._buffer is not None and self._buffer.completion_ids.device != self.device:
             self._buffer = self._buffer.to(self.device)  # restored from a checkpoint before the move
         if self._buffer is not None and self._buffer.image_ids != [s.image_id for s in batch["samples"]]:
@@ -271,9 +260,7 @@ class GRPOModule(HOIModule):
         start, rollout_before = self._clock
         rollout_now = self._times["generate"] + self._times["score"]
         self._times["train"] += time.perf_counter() - start - (rollout_now - rollout_before)
-        ticket = batch.get("ticket")
-        serve = int(ticket[3]) if ticket is not None and len(ticket) > 3 else 0
-        if serve == self.train_batch_repeat - 1:  # the generation batch is done
+        if serve_of(batch.get("ticket")) == self.train_batch_repeat - 1:  # the generation batch is done
             times = {f"train/time/{k}_s": v for k, v in self._times.items()}
             times["train/time/step_s"] = sum(self._times.values())
             self.log_dict(times, batch_size=1)
@@ -288,16 +275,15 @@ class GRPOModule(HOIModule):
         """Generate, score and prepare one generation batch (serve 0)."""
         start, engine, G = time.perf_counter(), self.engine, self.rollout.num_generations
         processor = self.datamodule.processor
+        engine.wake()  # (after sleep level 2 the engine's weights are stale)
         if engine.weights_stale or (self.engine_kind == "vllm" and self._synced_step != self.global_step):
-            engine.wake()
-            engine.sync_weights(policy_weights(self.model))
+            engine.sync_weights(policy_weights(self.model))  # after every optimizer step, lazily
             self._synced_step = self.global_step
-        engine.wake()
         if self.engine_kind == "vllm" and not engine.checked:
             engine.check_agreement(self.model, processor, batch)
         sampling = RolloutSampling(self.rollout.max_completion_length, self.rollout.temperature,
                                    self.rollout.top_p, self.rollout.top_k)
-        with self._rollout_random():
+        with self.sampling_stream.active(self.device):
             completions = engine.generate(batch, G, sampling)
         engine.sleep()
         generated = time.perf_counter()
@@ -359,10 +345,8 @@ class GRPOModule(HOIModule):
     def _logps(self, model, batch: dict, buffer: RolloutBuffer, micro: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(R, T)`` log-probs of micro-batch ``micro``'s completion tokens (trimmed to its longest) and the mask."""
         rows = buffer.rows(micro)
-        ids, mask = trim_completions(buffer.completion_ids[rows], buffer.completion_mask[rows])
-        inputs = join_completions(select_prompts(batch, buffer.prompt_rows(micro)), ids, mask)
-        logits = model(**inputs, logits_to_keep=ids.shape[1] + 1, use_cache=False).logits[:, :-1]
-        return per_token_logps(logits, ids, self.rollout.temperature), mask
+        return completion_logps(model, batch, buffer.prompt_rows(micro), buffer.completion_ids[rows],
+                                buffer.completion_mask[rows], self.rollout.temperature, self.share_prompts)
 
     def _micro_batch_loss(self, batch: dict, buffer: RolloutBuffer, micro: int) -> torch.Tensor:
         settings, rows = self.loss_settings, buffer.rows(micro)
@@ -410,54 +394,26 @@ class GRPOModule(HOIModule):
                 if hasattr(logger.experiment, "add_text"):
                     logger.experiment.add_text("train/completions", text, global_step=self.global_step)
 
-    @contextmanager
-    def _rollout_random(self):
-        """Sample from a random stream of the module's own (saved in checkpoints), so data loading
-        or anything else drawing from the global generator cannot change what is sampled."""
-        cuda = [self.device] if self.device.type == "cuda" else []
-        with torch.random.fork_rng(devices=cuda):
-            if self._rollout_rng is None:
-                torch.manual_seed((torch.initial_seed() + 7919 * self.global_rank) % 2**63)
-            else:
-                torch.set_rng_state(self._rollout_rng["cpu"])
-                if cuda and self._rollout_rng.get("cuda") is not None:
-                    torch.cuda.set_rng_state(self._rollout_rng["cuda"], self.device)
-            yield
-            self._rollout_rng = {"cpu": torch.get_rng_state(),
-                                 "cuda": torch.cuda.get_rng_state(self.device) if cuda else None}
-
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, stage: str, batch: dict, batch_idx: int) -> list:
         parsed = super()._eval_step(stage, batch, batch_idx)
-        if isinstance(self.evaluations[stage], HOIEvaluation):
-            sums = self._val_rewards.setdefault(stage, {name: [] for name in ANSWER_REWARDS})
-            vocab, weights = self.datamodule.vocab, self.reward_weights.as_dict()
-            for p, sample, frame in zip(parsed, batch["samples"], batch["frames"]):
-                judged = JudgedAnswer(p, RewardTarget(sample, frame, vocab))
-                values = {name: ANSWER_REWARDS[name](judged) for name in weights}
-                for name, v in values.items():
-                    if v is not None:
-                        sums[name].append(v)
-                applied = [w * values[k] for k, w in weights.items() if values[k] is not None]
-                if applied:
-                    sums.setdefault("total", []).append(sum(applied))
+        if isinstance(self.evaluations[stage], HOIEvaluation):  # rewards of the same (greedy) answers
+            averages = self._eval_rewards.setdefault(stage, RewardAverages())
+            averages.add(parsed, batch["samples"], batch["frames"], self.datamodule.vocab, self.reward_weights.as_dict())
         return parsed
 
     def _eval_epoch_end(self, stage: str) -> None:
         super()._eval_epoch_end(stage)
-        sums = self._val_rewards.pop(stage, {})
-        values = {f"{stage}/reward/{k}": sum(v) / len(v) for k, v in sums.items() if v and k != "total"}
-        if sums.get("total"):
-            values[f"{stage}/reward"] = sum(sums["total"]) / len(sums["total"])
-        if values:
-            self.log_dict(values, sync_dist=True)
+        averages = self._eval_rewards.pop(stage, None)
+        if averages is not None and averages.means(stage):
+            self.log_dict(averages.means(stage), sync_dist=True)
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
         checkpoint["grpo"] = {
             "buffer": self._buffer.state_dict() if self._buffer is not None else None,
-            "rollout_rng": self._rollout_rng,
+            "rollout_rng": self.sampling_stream.state if self.sampling_stream is not None else None,
             "generations": self._generations,
         }
 
@@ -466,6 +422,8 @@ class GRPOModule(HOIModule):
         state = checkpoint.get("grpo") or {}
         if state.get("buffer") is not None:
             self._buffer = RolloutBuffer.from_state_dict(state["buffer"])
-        self._rollout_rng = state.get("rollout_rng")
+        if state.get("rollout_rng") is not None:
+            self.sampling_stream = SamplingStream(0)
+            self.sampling_stream.state = state["rollout_rng"]
         self._generations = int(state.get("generations", 0))
 

@@ -85,6 +85,18 @@ class ModelSettings:
 torch.serialization.add_safe_globals([LoraSettings, ModelSettings])
 
 
+def model_settings_from(value) -> ModelSettings:
+    """``ModelSettings`` from a dataclass or from the plain dict LightningCLI stores in checkpoints."""
+    if isinstance(value, ModelSettings):
+        return value
+    if isinstance(value, dict):
+        fields = dict(value)
+        if isinstance(fields.get("lora"), dict):
+            fields["lora"] = LoraSettings(**fields["lora"])
+        return ModelSettings(**fields)
+    raise TypeError(f"expected ModelSettings or a dict of its fields, found {type(value).__name__}")
+
+
 def resolve_attn_implementation(choice: AttnImplementation) -> str:
     """``auto`` → ``flash_attention_2`` if flash-attn is importable and CUDA is available, else ``sdpa``."""
     if choice != "auto":

@@ -150,3 +150,12 @@ class ResumableSampler(DistributedSampler):
         self.epoch = int(state["epoch"])
         self.position = int(state["position"])
         self.seed = int(state.get("seed", self.seed))
+
+
+def serve_of(ticket: tuple[int, ...] | None) -> int:
+    """Which serve of its batch a ticket belongs to (0 for plain tickets and ``None``).
+
+    >>> serve_of((4, 0, 7)), serve_of((4, 0, 7, 2)), serve_of(None)
+    (0, 2, 0)
+    """
+    return int(ticket[3]) if ticket is not None and len(ticket) > 3 else 0

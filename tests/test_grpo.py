@@ -89,7 +89,7 @@ def test_fit_trains_the_policy_and_logs_rewards(tiny_model_dir, synthetic_world,
 
 def test_lora_reference_is_the_model_without_adapters(tiny_model_dir, synthetic_world, tmp_path):
     L.seed_everything(0)
-    module = _module(tiny_model_dir, lora=LoraSettings(r=4, alpha=8), beta=0.5)
+    module = _module(tiny_model_dir, lora=LoraSettings(r=4, alpha=8), beta=0.5, share_prompts=False)
     module.configure_model()
     assert module.reference is None  # no second copy
     before = {k: v.detach().clone() for k, v in module.model.state_dict().items()}
@@ -167,3 +167,16 @@ def test_init_from_checkpoint_full_and_merged_lora(tiny_model_dir, tmp_path):
         assert torch.allclose(base[k], v, atol=1e-6), k
     with pytest.raises(FileNotFoundError, match="init_from_checkpoint"):
         GRPOModule(model=ModelSettings(name_or_path=str(tiny_model_dir)), init_from_checkpoint=str(tmp_path / "no.ckpt")).configure_model()
+
+
+def test_help_documents_the_grpo_arguments(capsys):
+    from hoi_r1.cli import cli_main
+
+    with pytest.raises(SystemExit):
+        cli_main(["fit", "--model.help", "hoi_r1.grpo.GRPOModule"])
+    text = capsys.readouterr().out
+    for option in ("--model.rollout.num_generations", "--model.loss.loss_type", "--model.loss.steps_per_generation",
+                   "--model.engine", "--model.vllm.enable_sleep_mode", "--model.init_from_checkpoint",
+                   "--model.rewards.iou", "--model.share_prompts"):
+        assert option in text, option
+    assert "completions per prompt" in text  # RolloutSettings.num_generations's documentation

@@ -6,14 +6,12 @@ import torch
 from PIL import Image
 
 from hoi_r1.generation import Completions
-from hoi_r1.grpo_loss import per_token_logps
 from hoi_r1.models import ModelSettings, load_model, load_processor
 from hoi_r1.prompts import build_messages
 from hoi_r1.rollout import RolloutSampling
-from hoi_r1.rollout.batch import (
-    RolloutBuffer, join_completions, micro_batch_rows, select_prompts, split_pixel_values, trim_completions,
-)
+from hoi_r1.rollout.batch import RolloutBuffer, micro_batch_rows, select_prompts, split_pixel_values
 from hoi_r1.rollout.hf import HFRolloutEngine
+from hoi_r1.rollout.logprobs import can_share_prompts, completion_logps
 from hoi_r1.sampling import ResumableSampler
 
 
@@ -66,27 +64,49 @@ def _prompts_of(processor, images, texts):
         tok.padding_side = side
 
 
-def test_micro_batch_log_probs_equal_one_row_at_a_time(processor, model):
+IDS = torch.tensor([[292, 310, 304, 234], [467, 96, 0, 0], [949, 0, 0, 0], [330, 86, 379, 0], [500, 501, 502, 503]])  # plain text tokens
+LENGTHS = torch.tensor([[4], [2], [1], [3], [4]])
+
+
+@pytest.mark.parametrize("share", [False, True], ids=["joined", "shared_prompts"])
+def test_micro_batch_log_probs_equal_one_row_at_a_time(processor, model, share):
     """Padding on both sides, per-row images and the logits/τ slice give every row the log-probs
-    it has alone."""
-    batch, _, _ = _prompts(processor, [(56, 56), (112, 56)])
-    ids = torch.tensor([[11, 12, 13, 14], [15, 16, 0, 0], [17, 0, 0, 0], [18, 19, 20, 0]])
-    mask = (torch.arange(4)[None] < torch.tensor([[4], [2], [1], [3]])).long()
-    prompt_rows = torch.tensor([0, 0, 1, 1])
+    it has alone, in both forward layouts."""
+    batch, _, _ = _prompts(processor, [(56, 56), (112, 56), (84, 112)])
+    mask = (torch.arange(4)[None] < LENGTHS).long()
+    prompt_rows = torch.tensor([0, 0, 2, 2, 1])
+    with torch.no_grad():
+        together, t_mask = completion_logps(model, batch, prompt_rows, IDS, mask, 0.7, share_prompts=share)
+        assert together.shape == (5, 4) and torch.equal(t_mask, mask)
+        for r in range(5):
+            alone, a_mask = completion_logps(model, batch, prompt_rows[r : r + 1], IDS[r : r + 1], mask[r : r + 1], 0.7,
+                                             share_prompts=False)
+            n = int(a_mask.sum())
+            assert torch.allclose(together[r, :n], alone[0, :n], atol=1e-5), r
 
-    def logps(rows):
-        t_ids, t_mask = trim_completions(ids[rows], mask[rows])
-        inputs = join_completions(select_prompts(batch, prompt_rows[rows]), t_ids, t_mask)
-        with torch.no_grad():
-            logits = model(**inputs, logits_to_keep=t_ids.shape[1] + 1).logits[:, :-1]
-        return per_token_logps(logits, t_ids, temperature=0.7), t_mask
 
-    together, t_mask = logps(torch.arange(4))
-    assert together.shape == (4, 4)
-    for r in range(4):
-        alone, a_mask = logps(torch.tensor([r]))
-        n = int(a_mask.sum())
-        assert torch.allclose(together[r, :n], alone[0, :n], atol=1e-5), r
+@pytest.mark.parametrize("lora", [False, True], ids=["full", "lora"])
+def test_shared_prompt_pass_gives_the_joined_gradients(processor, tiny_model_dir, lora):
+    from hoi_r1.models import LoraSettings
+
+    model = load_model(ModelSettings(name_or_path=str(tiny_model_dir), lora=LoraSettings(r=2, alpha=4) if lora else None))
+    batch, _, _ = _prompts(processor, [(56, 56), (112, 56), (84, 112)])
+    mask = (torch.arange(4)[None] < LENGTHS).long()
+    prompt_rows = torch.tensor([0, 0, 2, 2, 1])
+    assert can_share_prompts(model, batch)
+    results = []
+    for share in (False, True):
+        model.zero_grad()
+        logp, m = completion_logps(model, batch, prompt_rows, IDS, mask, 0.7, share_prompts=share)
+        (logp * m * torch.linspace(-1, 1, 5)[:, None]).sum().backward()
+        results.append((logp.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}))
+    (a, ga), (b, gb) = results
+    assert torch.allclose(a * mask, b * mask, atol=1e-5)
+    assert ga.keys() == gb.keys() and ga
+    for k in ga:
+        assert torch.allclose(ga[k], gb[k], atol=1e-4, rtol=1e-4), k
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    assert not can_share_prompts(model, batch)  # checkpointing turns the cache off: the joined pass runs
 
 
 def test_micro_batches_and_buffer_state():
@@ -107,7 +127,7 @@ def test_hf_engine_generates_groups_outside_gradient_checkpointing(processor, ti
 
     def spy(*args, **kwargs):
         seen["checkpointing"] = model.is_gradient_checkpointing
-        seen["synced_gpus"] = kwargs.get("synced_gpus")
+        seen["synced_gpus"] = kwargs.pop("synced_gpus", None)  # (one process: nothing to synchronise with)
         return original(*args, **kwargs)
 
     model.generate = spy

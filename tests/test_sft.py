@@ -141,3 +141,17 @@ def test_export_loads_with_from_pretrained(tiny_model_dir, synthetic_world, tmp_
         got = exported(**inputs).logits
     assert torch.allclose(expected, got, atol=1e-5)
     assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
+
+
+def test_answer_loss_equals_the_full_logits_loss(tiny_model_dir, synthetic_world):
+    from hoi_r1.generation import model_inputs
+    from hoi_r1.models import load_model
+    from hoi_r1.sft import answer_loss
+
+    data = _data(tiny_model_dir, synthetic_world)
+    data.default_processor(str(tiny_model_dir))
+    data.setup("fit")
+    batch = next(iter(data.train_dataloader()))
+    model = load_model(ModelSettings(name_or_path=str(tiny_model_dir)))
+    full = model(**model_inputs(batch), labels=batch["labels"]).loss
+    assert torch.allclose(answer_loss(model, batch), full, rtol=1e-5, atol=1e-6)

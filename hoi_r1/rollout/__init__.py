@@ -14,6 +14,7 @@ sampler's own per-token log-probabilities, and both block image placeholder toke
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterable, Literal, Protocol
 
@@ -63,3 +64,55 @@ class RolloutEngine(Protocol):
 
     def wake(self) -> None:
         """Undo :meth:`sleep` before the next generation."""
+
+
+def build_engine(kind: EngineKind, model, processor, trainer, name_or_path: str, vllm_settings=None,
+                 trust_remote_code: bool = False) -> RolloutEngine:
+    """The engine of ``kind`` for this rank of ``trainer`` (``hf``: sharded strategies get ``synced_gpus``)."""
+    if kind == "vllm":
+        from hoi_r1.rollout.vllm import VLLMRolloutEngine, VLLMSettings
+
+        return VLLMRolloutEngine(
+            name_or_path, processor, vllm_settings or VLLMSettings(), rank=trainer.global_rank,
+            local_rank=trainer.local_rank, world_size=trainer.world_size, trust_remote_code=trust_remote_code,
+        )
+    if kind != "hf":
+        raise ValueError(f"rollout engine must be 'hf' or 'vllm', found {kind!r}")
+    from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy
+
+    from hoi_r1.rollout.hf import HFRolloutEngine
+
+    strategy = trainer.strategy
+    zero3 = isinstance(strategy, DeepSpeedStrategy) and strategy.config.get("zero_optimization", {}).get("stage") == 3
+    fsdp = isinstance(strategy, FSDPStrategy)
+    synced = (fsdp or zero3) and trainer.world_size > 1
+    return HFRolloutEngine(model, processor, synced_gpus=synced, fsdp_root=strategy.model if fsdp else None)
+
+
+class SamplingStream:
+    """A random stream of its own for sampling rollouts, saved in checkpoints.
+
+    Whatever else draws from torch's global generator (data loading, a resumed run's set-up)
+    cannot change what is sampled, so a resumed run samples what the uninterrupted run sampled.
+
+    Args:
+        seed: seed of the stream (the first time it is used).
+    """
+
+    def __init__(self, seed: int) -> None:
+        self.seed = seed
+        self.state: dict | None = None
+
+    @contextmanager
+    def active(self, device: torch.device):
+        """Within the block, torch's generators (CPU, and ``device`` if CUDA) follow this stream."""
+        cuda = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            if self.state is None:
+                torch.manual_seed(self.seed)
+            else:
+                torch.set_rng_state(self.state["cpu"])
+                if cuda and self.state.get("cuda") is not None:
+                    torch.cuda.set_rng_state(self.state["cuda"], device)
+            yield
+            self.state = {"cpu": torch.get_rng_state(), "cuda": torch.cuda.get_rng_state(device) if cuda else None}

@@ -90,3 +90,31 @@ def _mean(x: torch.Tensor) -> float:
 
 def _std(x: torch.Tensor) -> float:
     return float(x.std()) if x.numel() > 1 else (0.0 if x.numel() == 1 else math.nan)
+
+
+class RewardAverages:
+    """Running means of each reward (and the weighted total) over evaluated answers: the rewards
+    of the greedy validation / test outputs, from the same parsed answers the metric saw."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, list[float]] = {}
+
+    def add(self, parsed, samples, frames, vocab, weights: dict[str, float]) -> None:
+        """Score parsed answers (:class:`~hoi_r1.answer.ParsedAnswer`) against their samples."""
+        from hoi_r1.rewards import ANSWER_REWARDS, JudgedAnswer, RewardTarget
+
+        for answer, sample, frame in zip(parsed, samples, frames):
+            judged = JudgedAnswer(answer, RewardTarget(sample, frame, vocab))
+            values = {name: ANSWER_REWARDS[name](judged) for name in weights}
+            for name, v in values.items():
+                if v is not None:
+                    self.values.setdefault(name, []).append(v)
+            applied = [w * values[k] for k, w in weights.items() if values[k] is not None]
+            if applied:
+                self.values.setdefault("", []).append(sum(applied))
+
+    def means(self, prefix: str) -> dict[str, float]:
+        """``{prefix}/reward/<name>`` and ``{prefix}/reward`` (the weighted total)."""
+        return {
+            f"{prefix}/reward/{k}" if k else f"{prefix}/reward": sum(v) / len(v) for k, v in self.values.items() if v
+        }

@@ -108,7 +108,7 @@ class VLLMRolloutEngine:
         tok = processor.tokenizer
         self.image_pad_id = tok.convert_tokens_to_ids("<|image_pad|>")
         self.blocked_ids = [tok.convert_tokens_to_ids(t) for t in IMAGE_TOKENS]
-        self.end_ids = sorted({tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")})
+        self.end_ids = [tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")]
         for key, value in (("RANK", rank), ("LOCAL_RANK", local_rank), ("WORLD_SIZE", world_size)):
             os.environ[key] = str(value)
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
@@ -209,8 +209,12 @@ def completions_from_samples(samples: list, tokenizer, end_ids: list[int]) -> Co
     """:class:`~hoi_r1.generation.Completions` from :class:`~hoi_r1.rollout.vllm_compat.Sampled` lists.
 
     Rows are right-padded with the pad id; the mask covers the tokens up to and including the
-    first end token; log-probs are 0 on padding, NaN where vLLM gave none.
+    first end token; log-probs are 0 on padding, NaN where vLLM gave none. A completion that
+    stopped on an end token which vLLM left out of its tokens (special stop tokens) gets
+    ``end_ids[0]`` appended, so that training sees the end of the turn as the ``hf`` engine's
+    completions show it.
     """
+    samples = [_with_end(s, end_ids) for s in samples]
     width = max([len(s.token_ids) for s in samples] + [1])
     pad = tokenizer.pad_token_id
     ids = torch.full((len(samples), width), pad, dtype=torch.long)
@@ -229,6 +233,13 @@ def completions_from_samples(samples: list, tokenizer, end_ids: list[int]) -> Co
     return Completions(texts, ids, logprobs, mask, truncated)
 
 
+def _with_end(sample: vllm_compat.Sampled, end_ids: list[int]) -> vllm_compat.Sampled:
+    if sample.truncated or any(t in end_ids for t in sample.token_ids):
+        return sample
+    return vllm_compat.Sampled(sample.token_ids + [end_ids[0]], sample.logprobs + [float("nan")], False,
+                               sample.prompt_token_ids)
+
+
 def policy_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
     """The policy's weights under Hugging Face names, one tensor at a time.
 
@@ -237,6 +248,8 @@ def policy_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
     adapters are unmerged when the iteration ends. DTensor parameters (FSDP2) are gathered one at
     a time with ``full_tensor()``; DeepSpeed ZeRO-3 parameters with ``GatheredParameters``.
     (FSDP1 needs ``summon_full_params`` per unit; not supported here: use FSDP2 or DeepSpeed.)
+    Each tensor is the parameter's own storage, valid until the next one is yielded (the engine
+    copies it at once): the adapters are unmerged in place when the iteration ends.
     """
     with _merged(model):
         prefix = getattr(model, "prefix", None)  # "lora_" for peft LoRA models
