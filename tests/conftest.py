@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _restore_environment():
+    """Undo environment changes a test makes (e.g. RANK / WORLD_SIZE set for vLLM's external
+    launcher), so a later test does not believe it runs in a distributed job."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")
