@@ -100,7 +100,7 @@ def test_structure_is_exact(text, structure_ok):
 
 
 def test_thinking_text_is_kept():
-    assert parse(f"<think> why </think><answer>[]</answer>").thinking == " why "
+    assert parse("<think> why </think><answer>[]</answer>").thinking == " why "
     assert parse("<answer>[]</answer>").thinking is None
 
 

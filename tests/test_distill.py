@@ -15,16 +15,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from PIL import Image
 
-from hoi_r1.distill import (
-    TeacherClient,
-    TeacherConfig,
-    TeacherError,
-    answer_json,
-    backoff_delay,
-    completed_file_names,
-    extract_reasoning,
-    main,
-)
+from hoi_r1.distill import answer_json, completed_file_names, extract_reasoning, main
+from hoi_r1.teacher_client import TeacherClient, TeacherConfig, TeacherError, backoff_delay
 from hoi_r1.answer import render_answer
 from hoi_r1.frames import Frame
 from hoi_r1.image_dataset import load_image, read_reasonings
