@@ -122,7 +122,22 @@ class GroundTruthPairs:
 
 
 @dataclass(frozen=True)
-class RewardWeights:
+class NamedWeights:
+    """Base of the reward-weight dataclasses: one finite float field per reward."""
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"reward weight {f.name!r} must be a finite number, found {value!r}")
+
+    def as_dict(self) -> dict[str, float]:
+        """``{reward name: weight}`` in field order."""
+        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
+
+
+@dataclass(frozen=True)
+class RewardWeights(NamedWeights):
     """Weight of each reward in the total ``Σ w_i r_i`` (YAML: ``rewards: {format: 1.0, ...}``).
     A reward with weight 0 is still computed and logged.
 
@@ -138,15 +153,6 @@ class RewardWeights:
     label: float = 1.0
     iou: float = 1.0
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"reward weight {f.name!r} must be a finite number, found {value!r}")
-
-    def as_dict(self) -> dict[str, float]:
-        """``{reward name: weight}`` in the registry's order."""
-        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
 
 
 # ===================================================================== one judged answer

@@ -40,7 +40,7 @@ The cue table (:data:`SYNTHETIC_VERB_CUES`) follows the relation rules of the sy
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable, Sequence
 
@@ -50,7 +50,7 @@ from scipy.optimize import linear_sum_assignment
 
 from hoi_r1.answer import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, ParsedAnswer, parse_answer
 from hoi_r1.boxes import pair_iou
-from hoi_r1.rewards import RewardBreakdown, RewardTarget
+from hoi_r1.rewards import NamedWeights, RewardBreakdown, RewardTarget
 from hoi_r1.tools.episode import Episode, TranscriptReading, read_episode, read_transcript
 from hoi_r1.tools.protocol import CALL_OPEN, RESPONSE_CLOSE, RESPONSE_OPEN, ToolRegistry, parse_tool_calls
 from hoi_r1.tools.spatial import spatial_relations
@@ -150,7 +150,7 @@ class SpatialRewardConfig:
 
 
 @dataclass(frozen=True)
-class ToolRewardWeights:
+class ToolRewardWeights(NamedWeights):
     """Weight of each OV-HOI reward in the total ``Σ w_i r_i`` (YAML: ``rewards: {accuracy: 1.0, ...}``).
 
     Args:
@@ -165,14 +165,6 @@ class ToolRewardWeights:
     tool_usage: float = 0.25
     spatial: float = 0.25
 
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"reward weight {f.name!r} must be a finite number, found {value!r}")
-
-    def as_dict(self) -> dict[str, float]:
-        return {f.name: float(getattr(self, f.name)) for f in fields(self)}
 
 
 # ===================================================================== one judged episode
