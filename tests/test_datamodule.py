@@ -164,3 +164,16 @@ def test_grounding_task_labels_every_entity(tiny_model_dir, synthetic_world):
     sample = item.sample
     assert len(answer) == len(sample.human_boxes) + len(sample.object_boxes)
     assert sum(a["label"] == "person" for a in answer) == len(sample.human_boxes)
+
+
+def test_worker_processes_give_the_same_batches(tiny_model_dir, synthetic_world):
+    def files(num_workers):
+        dm = HOIDataModule(
+            processor=str(tiny_model_dir), train=SplitFiles(str(synthetic_world / "train.json")),
+            batch_size=4, num_workers=num_workers, persistent_workers=num_workers > 0,
+        )
+        dm.setup("fit")
+        batches = list(dm.train_dataloader())
+        return [[s.file_name for s in b["samples"]] for b in batches], [b["ticket"] for b in batches]
+
+    assert files(0) == files(2)
