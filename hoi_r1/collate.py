@@ -1,7 +1,7 @@
 """Batches for SFT (whole conversations, loss on the answer only) and for generation (prompts).
 
-SFT labels are ``-100`` everywhere except the assistant's answer and its closing
-``<|im_end|>``: the system and user turns, the image tokens and the padding are masked.
+SFT labels are ``-100`` everywhere except the assistant's turns and their closing
+``<|im_end|>``: the system, user and tool turns, the image tokens and the padding are masked.
 Sequences are never cut: a conversation longer than ``max_length`` (image tokens included) is
 left out of the batch and counted in :attr:`SFTCollator.too_long`, because cutting could split
 an image span and break the model's image-token bookkeeping.
@@ -138,20 +138,22 @@ class SFTCollator(_Collator):
         return _Conversation(item, frame, text)
 
     def labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """``input_ids`` with everything but the answer (and its ``<|im_end|>``) set to -100."""
+        """``input_ids`` with everything but the assistant turns (each with its ``<|im_end|>``)
+        set to -100: one answer for a plain HOI conversation, every model-written turn of a
+        multi-turn (tool-using) one, never a system, user or tool turn."""
         labels = torch.full_like(input_ids, IGNORE_INDEX)
         start = torch.tensor(self._answer_start)
         k = len(start)
         for row in range(input_ids.shape[0]):
             ids = input_ids[row]
-            windows = ids.unfold(0, k, 1)
-            hits = (windows == start).all(dim=1).nonzero().flatten()
+            hits = (ids.unfold(0, k, 1) == start).all(dim=1).nonzero().flatten()
             if len(hits) == 0:
                 raise ValueError("conversation has no assistant turn: check the chat template")
-            first = int(hits[-1]) + k
-            ends = (ids[first:] == self._end_id).nonzero().flatten()
-            last = first + int(ends[0]) if len(ends) else int(attention_mask[row].sum()) - 1
-            labels[row, first : last + 1] = ids[first : last + 1]
+            for hit in hits.tolist():
+                first = hit + k
+                ends = (ids[first:] == self._end_id).nonzero().flatten()
+                last = first + int(ends[0]) if len(ends) else int(attention_mask[row].sum()) - 1
+                labels[row, first : last + 1] = ids[first : last + 1]
         labels[attention_mask == 0] = IGNORE_INDEX
         labels[input_ids == self._image_id] = IGNORE_INDEX
         return labels

@@ -177,3 +177,17 @@ def test_worker_processes_give_the_same_batches(tiny_model_dir, synthetic_world)
         return [[s.file_name for s in b["samples"]] for b in batches], [b["ticket"] for b in batches]
 
     assert files(0) == files(2)
+
+
+def test_labels_cover_every_assistant_turn_and_no_tool_turn(datamodule):
+    tok = datamodule.processor.tokenizer
+    messages = [
+        {"role": "user", "content": [{"type": "text", "text": "find the cup"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "<tool_call>{}</tool_call>"}]},
+        {"role": "tool", "content": [{"type": "text", "text": "<tool_response>cup at [1, 2, 3, 4]</tool_response>"}]},
+        {"role": "assistant", "content": [{"type": "text", "text": "<answer>[]</answer>"}]},
+    ]
+    ids = torch.tensor([tok.encode(datamodule.processor.apply_chat_template(messages, tokenize=False))])
+    labels = datamodule.sft_collator().labels(ids, torch.ones_like(ids))
+    kept = tok.decode(labels[0][labels[0] != -100])
+    assert kept == "<tool_call>{}</tool_call><|im_end|><answer>[]</answer><|im_end|>"
