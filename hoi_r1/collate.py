@@ -33,9 +33,13 @@ class _Conversation:
     item: ImageItem
     frame: Frame
     text: str
+    images: list | None = None  # every image of the conversation in order (default: the item's)
+
+    def all_images(self) -> list:
+        return self.images if self.images is not None else [self.item.image]
 
 
-Task = Literal["hoi", "grounding"]
+Task = Literal["hoi", "grounding", "tools"]
 
 
 class _Collator:
@@ -65,7 +69,7 @@ class _Collator:
         try:
             return self.processor(
                 text=[c.text for c in conversations],
-                images=[c.item.image for c in conversations],
+                images=[image for c in conversations for image in c.all_images()],
                 padding=True,
                 return_tensors="pt",
             )
@@ -127,6 +131,8 @@ class SFTCollator(_Collator):
         return batch
 
     def _conversation(self, item: ImageItem) -> _Conversation:
+        if self.task == "tools":
+            return self._tool_conversation(item)
         frame = self.frame_for(item.sample)
         instruction = self.instruction(frame)
         if self.task == "grounding":
@@ -136,6 +142,23 @@ class SFTCollator(_Collator):
         messages = build_messages(instruction, answer=answer)
         text = self.processor.apply_chat_template(messages, tokenize=False)
         return _Conversation(item, frame, text)
+
+    def _tool_conversation(self, item: ImageItem) -> _Conversation:
+        """The OV-HOI cold-start conversation: tool system prompt, the image and the query, then the
+        recorded assistant / tool turns; images shown by tool responses follow the first one."""
+        from hoi_r1.tools import default_registry
+        from hoi_r1.tools.cold_start import record_frame, record_images, to_chat_messages
+        from hoi_r1.tools.prompts import build_tool_messages
+
+        if item.trace is None:
+            raise ValueError(f"{item.sample.file_name}: no cold-start trace (data.cold_start_file) for this image")
+        registry = default_registry()
+        frame = record_frame(item.trace)
+        messages = build_tool_messages(registry, self.vocab.verbs, self.vocab.objects, frame)
+        messages += to_chat_messages(item.trace)
+        text = self.processor.apply_chat_template(messages, tokenize=False)
+        images = [item.image, *record_images(item.trace, item.image, registry)]
+        return _Conversation(item, frame, text, images)
 
     def labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``input_ids`` with everything but the assistant turns (each with its ``<|im_end|>``)
@@ -163,6 +186,11 @@ class GenerationCollator(_Collator):
     """Prompts only (left-padded, ending with the assistant turn's opening) plus the targets."""
 
     def __call__(self, items: list[ImageItem]) -> dict:
+        if self.task == "tools":
+            raise ValueError(
+                "generation for task 'tools' needs the multi-turn tool runtime, which the rollout engines "
+                "do not drive yet: evaluate tool-trained models with task 'hoi', or set limit_val_batches: 0"
+            )
         conversations = []
         for item in items:
             frame = self.frame_for(item.sample)

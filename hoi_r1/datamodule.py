@@ -70,8 +70,9 @@ class HOIDataModule(L.LightningDataModule):
         zero_shot: zero-shot setting (``rare_first``, ``non_rare_first``, ``unseen_object``,
             ``unseen_verb``, or a setting of a custom vocabulary): unseen classes are removed
             from the training split; the test split is unchanged.
-        task: ``hoi`` (HOI answers) or ``grounding`` (every person and object with its box; the
-            pretraining task of the demo's base model, see :mod:`hoi_r1.grounding`).
+        task: ``hoi`` (HOI answers), ``grounding`` (every person and object with its box, see
+            :mod:`hoi_r1.grounding`) or ``tools`` (OV-HOI tool-using conversations from
+            ``cold_start_file``).
         coordinate_frame: coordinate frame of boxes in the text (``absolute_resized`` for Qwen2.5-VL,
             ``normalized_1000`` for Qwen2-VL / Qwen3-VL).
         min_pixels: smallest image area after resizing; ``None`` keeps the processor's.
@@ -79,6 +80,8 @@ class HOIDataModule(L.LightningDataModule):
         prompt: prompt options.
         reasoning_file: JSONL of ``{"file_name": ..., "reasoning": ...}`` (thinking distillation);
             its texts go inside ``<think>`` of the SFT targets.
+        cold_start_file: JSONL of tool-using traces (``hoi-r1 cold-start``) for ``task: tools``:
+            the OV-HOI cold-start SFT (labels on the assistant turns, tool turns masked).
         max_length: longest SFT sequence in tokens; longer samples are left out and counted.
         batch_size: training batch size (per process).
         eval_batch_size: batch size of validation, test and prediction.
@@ -107,6 +110,7 @@ class HOIDataModule(L.LightningDataModule):
         max_pixels: int | None = None,
         prompt: PromptConfig | None = None,
         reasoning_file: str | None = None,
+        cold_start_file: str | None = None,
         max_length: int = 4096,
         batch_size: int = 4,
         eval_batch_size: int = 8,
@@ -217,7 +221,12 @@ class HOIDataModule(L.LightningDataModule):
 
     def _dataset(self, samples, source: HOIDataset | None) -> HOIImageDataset:
         reasonings = read_reasonings(self.hparams.reasoning_file) if self.hparams.reasoning_file else {}
-        return HOIImageDataset(samples, reasonings=reasonings)
+        traces = {}
+        if self.hparams.cold_start_file:
+            from hoi_r1.tools.cold_start import read_cold_start
+
+            traces = {r["file_name"]: r for r in read_cold_start(self.hparams.cold_start_file)}
+        return HOIImageDataset(samples, reasonings=reasonings, traces=traces)
 
     # ------------------------------------------------------------------ loaders
     def sft_collator(self) -> SFTCollator:

@@ -21,13 +21,15 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 @dataclass
 class ImageItem:
-    """One dataset item: the annotations, the decoded image, an optional reasoning text, and the
+    """One dataset item: the annotations, the decoded image, an optional reasoning text, an
+    optional tool-using trace (OV-HOI cold start, :mod:`hoi_r1.tools.cold_start`), and the
     sampler ticket ``(index, epoch, position)`` it was drawn with (training order bookkeeping)."""
 
     sample: HOISample
     image: Image.Image
     reasoning: str | None = None
     ticket: tuple[int, int, int] | None = None
+    trace: dict | None = None
 
 
 class HOIImageDataset(Dataset):
@@ -36,11 +38,15 @@ class HOIImageDataset(Dataset):
     Args:
         samples: annotations of each image.
         reasonings: per ``file_name``, a reasoning text for the SFT target (thinking distillation).
+        traces: per ``file_name``, a cold-start record (tool-using conversation).
     """
 
-    def __init__(self, samples: list[HOISample], reasonings: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, samples: list[HOISample], reasonings: dict[str, str] | None = None, traces: dict[str, dict] | None = None
+    ) -> None:
         self.samples = samples
         self.reasonings = reasonings or {}
+        self.traces = traces or {}
 
     def __len__(self) -> int:
         return len(self.samples)
@@ -55,7 +61,7 @@ class HOIImageDataset(Dataset):
                 f"{sample.image_path}: image is {image.size[0]}x{image.size[1]} but its annotation says "
                 f"{sample.width}x{sample.height}"
             )
-        return ImageItem(sample, image, self.reasonings.get(sample.file_name), ticket)
+        return ImageItem(sample, image, self.reasonings.get(sample.file_name), ticket, self.traces.get(sample.file_name))
 
 
 def load_image(path: str | Path) -> Image.Image:

@@ -191,3 +191,32 @@ def test_labels_cover_every_assistant_turn_and_no_tool_turn(datamodule):
     labels = datamodule.sft_collator().labels(ids, torch.ones_like(ids))
     kept = tok.decode(labels[0][labels[0] != -100])
     assert kept == "<tool_call>{}</tool_call><|im_end|><answer>[]</answer><|im_end|>"
+
+
+def test_tool_traces_become_multi_turn_sft_batches(tiny_model_dir, synthetic_world, tmp_path):
+    from hoi_r1.readers import read_annotations
+    from hoi_r1.tools.cold_start import ColdStartConfig, write_cold_start
+    from hoi_r1.tools.detection import noisy_detections
+
+    train = read_annotations(synthetic_world / "train.json")
+    detections, _ = noisy_detections(train.samples, train.vocab, seed=0)
+    config = ColdStartConfig(min_pixels=3136, max_pixels=12544, zoom=True)
+    write_cold_start(train.samples, train.vocab, detections, tmp_path / "traces.jsonl", config)
+    dm = HOIDataModule(
+        processor=str(tiny_model_dir), train=SplitFiles(str(synthetic_world / "train.json")),
+        task="tools", cold_start_file=str(tmp_path / "traces.jsonl"), batch_size=2, max_length=8192,
+    )
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    tok = dm.processor.tokenizer
+    for row in range(2):
+        labels, ids = batch["labels"][row], batch["input_ids"][row]
+        kept = tok.decode(labels[labels != -100])
+        assert "<tool_call>" in kept and kept.endswith("</answer><|im_end|>")
+        assert "<tool_response>" not in kept  # tool turns are never trained on
+        assert "<tool_response>" in tok.decode(ids)
+    # the crops shown by tool responses are images of the conversation too
+    images = int((batch["image_grid_thw"].shape[0]))
+    assert images > 2 and images == int((batch["input_ids"] == tok.convert_tokens_to_ids("<|vision_start|>")).sum())
+    model = load_model(ModelSettings(name_or_path=str(tiny_model_dir)))
+    assert torch.isfinite(model(**model_inputs(batch), labels=batch["labels"]).loss)
