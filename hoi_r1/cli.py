@@ -15,46 +15,11 @@ The model class is chosen in YAML (``model.class_path``: :class:`~hoi_r1.sft.SFT
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Callable
 
 from lightning.pytorch.cli import LightningCLI
-
-
-def _synth(argv: list[str]) -> int:
-    from hoi_r1.readers.synthetic import main
-
-    return main(argv)
-
-
-def _eval(argv: list[str]) -> int:
-    from hoi_r1.evaluate import main
-
-    return main(argv)
-
-
-def _distill(argv: list[str]) -> int:
-    from hoi_r1.distill import main
-
-    return main(argv)
-
-
-def _export(argv: list[str]) -> int:
-    from hoi_r1.export import main
-
-    return main(argv)
-
-
-def _detections(argv: list[str]) -> int:
-    from hoi_r1.tools.detection import main
-
-    return main(argv)
-
-
-def _cold_start(argv: list[str]) -> int:
-    from hoi_r1.tools.cold_start import main
-
-    return main(argv)
 
 
 def _tiny_model(argv: list[str]) -> int:
@@ -72,16 +37,17 @@ def _tiny_model(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[list[str]], int]] = {
-    "synth": _synth,
-    "eval": _eval,
-    "distill": _distill,
-    "export": _export,
-    "detections": _detections,
-    "cold-start": _cold_start,
+COMMANDS: dict[str, str | Callable[[list[str]], int]] = {
+    "synth": "hoi_r1.readers.synthetic",
+    "eval": "hoi_r1.evaluate",
+    "distill": "hoi_r1.distill",
+    "export": "hoi_r1.export",
+    "detections": "hoi_r1.tools.detection",
+    "cold-start": "hoi_r1.tools.cold_start",
     "tiny-model": _tiny_model,
 }
-"""The project's own sub-commands (everything else goes to LightningCLI)."""
+"""The project's own sub-commands (everything else goes to LightningCLI): a module whose
+``main(argv)`` runs the command, or the function itself."""
 
 
 class HOICLI(LightningCLI):
@@ -119,7 +85,10 @@ def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
 def main(argv: list[str] | None = None) -> int:
     words = list(sys.argv[1:] if argv is None else argv)
     if words and words[0] in COMMANDS:
-        return COMMANDS[words[0]](words[1:])
+        command = COMMANDS[words[0]]
+        if isinstance(command, str):  # a module with main(argv), imported only when used
+            command = importlib.import_module(command).main
+        return command(words[1:])
     cli_main(argv)  # None: LightningCLI reads sys.argv itself
     return 0
 

@@ -9,7 +9,7 @@ tokens) or ``vote`` (agreement of each triplet across sampled answers).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import torch
@@ -163,11 +163,4 @@ class _NoMetric:
 
 
 def _single(settings: GenerationSettings) -> GenerationSettings:
-    return GenerationSettings(
-        max_new_tokens=settings.max_new_tokens,
-        do_sample=settings.do_sample,
-        temperature=settings.temperature,
-        top_p=settings.top_p,
-        top_k=settings.top_k,
-        num_samples=1,
-    )
+    return replace(settings, num_samples=1)

@@ -17,7 +17,7 @@ with the ``person`` object id.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import numpy as np
@@ -95,18 +95,7 @@ class HOISample:
 
     def with_pairs(self, keep: Sequence[bool] | np.ndarray) -> "HOISample":
         """A copy keeping only the pairs where ``keep`` is true (boxes are kept as they are)."""
-        mask = np.asarray(keep, dtype=bool)
-        return HOISample(
-            image_id=self.image_id,
-            file_name=self.file_name,
-            image_path=self.image_path,
-            width=self.width,
-            height=self.height,
-            human_boxes=self.human_boxes,
-            object_boxes=self.object_boxes,
-            object_labels=self.object_labels,
-            pairs=self.pairs[mask],
-        )
+        return replace(self, pairs=self.pairs[np.asarray(keep, dtype=bool)])
 
 
 def _as_array(value, dtype, tail: tuple[int, ...]) -> np.ndarray:

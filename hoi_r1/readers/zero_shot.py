@@ -97,12 +97,8 @@ def _drop_unused_boxes(sample: HOISample, keep: np.ndarray) -> HOISample:
     pairs = kept.copy()
     pairs[:, 0] = new_h[kept[:, 0]]
     pairs[:, 1] = new_o[kept[:, 1]]
-    return HOISample(
-        image_id=sample.image_id,
-        file_name=sample.file_name,
-        image_path=sample.image_path,
-        width=sample.width,
-        height=sample.height,
+    return replace(
+        sample,
         human_boxes=sample.human_boxes[keep_h],
         object_boxes=sample.object_boxes[keep_o],
         object_labels=sample.object_labels[keep_o],
