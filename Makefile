@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo test bench clean
+.PHONY: install demo demo-base test bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/python -m hoi_r1.demo
+
+demo-base: install   # rebuilds the shipped checkpoints/tiny-qwen2_5_vl-grounding (docs/demo.md)
+	$(BIN)/python -m hoi_r1.demo_base
 
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -27,12 +27,11 @@ the step-begin and step-end hooks (no data loading).
 What still differs is each framework's own way of working, measured as such: TRL decodes the
 images through ``datasets`` and tokenizes with ``apply_chat_template``; its loss goes through
 its fused LM head (tiles of the answer positions only, plus the entropy and top-1 accuracy it
-logs), where ours builds the full ``(B, T, V)`` logits. ``--answer-logits`` adds a third run,
-an experiment outside hoi_r1 (:func:`answer_logits_module`) that projects only the answer
-positions, with a plain matmul.
+logs), where ours projects only the positions that predict an answer token
+(:func:`hoi_r1.sft.answer_loss`).
 
 Run: ``python -m benchmarks.sft_benchmark [--steps N --batch-size B --warmup W --model-size S
---threads T --repeats R --vocab-rows V --model DIR --world DIR --profile --answer-logits]``.
+--threads T --repeats R --vocab-rows V --model DIR --world DIR --profile]``.
 """
 
 from __future__ import annotations
@@ -244,17 +243,14 @@ def trl_records(model_dir: Path, world_dir: Path, settings: BenchSettings) -> li
 
 
 # ---------------------------------------------------------------------------------------- ours
-def run_ours(model_dir: Path, world_dir: Path, settings: BenchSettings, answer_logits: bool = False) -> RunResult:
-    """Train with Lightning + SFTModule + HOIDataModule; time every optimizer step.
-
-    ``answer_logits`` runs an experiment instead (:func:`answer_logits_module`).
-    """
+def run_ours(model_dir: Path, world_dir: Path, settings: BenchSettings) -> RunResult:
+    """Train with Lightning + SFTModule + HOIDataModule; time every optimizer step."""
     import lightning as L
 
     from hoi_r1.models import ModelSettings
     from hoi_r1.sft import SFTModule
 
-    result = RunResult("hoi_r1, answer-position logits (experiment)" if answer_logits else "hoi_r1 (Lightning)")
+    result = RunResult("hoi_r1 (Lightning)")
 
     class Timer(L.Callback):
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -265,7 +261,7 @@ def run_ours(model_dir: Path, world_dir: Path, settings: BenchSettings, answer_l
             result.steps.append(StepRecord(self._begin, time.perf_counter(), *self._counts))
 
     lr = settings.lr
-    module = (answer_logits_module() if answer_logits else SFTModule)(
+    module = SFTModule(
         model=ModelSettings(name_or_path=str(model_dir)),
         optimizer=lambda params: torch.optim.AdamW(params, lr=lr, weight_decay=0.0),
         log_examples=0,
@@ -286,27 +282,6 @@ def run_ours(model_dir: Path, world_dir: Path, settings: BenchSettings, answer_l
     trainer.fit(module, datamodule=datamodule(model_dir, world_dir, settings))
     result.model = module.model
     return result
-
-
-def answer_logits_module():
-    """An experiment, not part of hoi_r1: SFTModule whose step projects through the LM head only
-    the positions that predict an answer token (``logits_to_keep``; full logits are ``(B, T, V)``)."""
-    import torch.nn.functional as F
-
-    from hoi_r1.generation import model_inputs
-    from hoi_r1.sft import SFTModule
-
-    class AnswerLogitsSFTModule(SFTModule):
-        def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-            targets = batch["labels"][:, 1:]  # (B, T-1): position t predicts token t+1
-            keep = (targets != -100).any(dim=0).nonzero().flatten()  # (K,) positions any row needs
-            logits = self.model(**model_inputs(batch), logits_to_keep=keep).logits  # (B, K, V)
-            loss = F.cross_entropy(logits.flatten(0, 1).float(), targets[:, keep].flatten(), ignore_index=-100)
-            self.log("train/loss", loss, batch_size=len(batch["samples"]))
-            self.datamodule.mark_consumed(batch.get("ticket"))
-            return loss
-
-    return AnswerLogitsSFTModule
 
 
 # ---------------------------------------------------------------------------------------- TRL
@@ -438,7 +413,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--model", help="reuse a tiny model folder (build_tiny_qwen2_5_vl)")
     parser.add_argument("--world", help="reuse a synthetic world folder (generate_world)")
     parser.add_argument("--profile", action="store_true", help="print a cProfile of each run")
-    parser.add_argument("--answer-logits", action="store_true", help="also run the answer_logits_module experiment")
     args = parser.parse_args(argv)
     settings = BenchSettings(args.steps, args.warmup, args.batch_size, args.lr, args.threads, args.seed)
     _quiet()
@@ -455,8 +429,6 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
                 runs = {"ours": _profiled(args.profile, run_ours, model_dir, world_dir, settings)}
                 trl_dir = Path(root) / f"trl{repeat}"
                 runs["trl"] = _profiled(args.profile, run_trl, model_dir, world_dir, settings, trl_dir)
-                if args.answer_logits:
-                    runs["experiment"] = _profiled(args.profile, run_ours, model_dir, world_dir, settings, True)
                 rounds.append(runs)
         threads_after = torch.get_num_threads()
     finally:
@@ -469,20 +441,16 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"{load_after[0]:.2f} after ({os.cpu_count()} CPUs)"
     )
     print(format_table([run for runs in rounds for run in runs.values()], settings.warmup))
-    figures = {}
-    for key, label in (("ours", "ours"), ("experiment", "experiment")):
-        if key not in rounds[0]:
-            continue
-        ratios = [compare(runs[key], runs["trl"], settings.warmup) for runs in rounds]
-        tokens = statistics.median(r["tokens_per_s_ratio"] for r in ratios)
-        answer = statistics.median(r["answer_tokens_per_s_ratio"] for r in ratios)
-        same = all(r["identical_batches"] for r in ratios)
-        best = _best(rounds, key, settings.warmup) / _best(rounds, "trl", settings.warmup)
-        print(f"{label} / TRL: tokens/s {tokens:.2f}x, answer tokens/s {answer:.2f}x (median of {len(ratios)} "
-              f"round(s)); best run / best run: {best:.2f}x; identical tokens per step: "
-              f"{'yes' if same else 'NO - not an apples-to-apples comparison'}")
-        figures.update({f"{key}_tokens_per_s_ratio": tokens, f"{key}_answer_tokens_per_s_ratio": answer,
-                        f"{key}_best_tokens_per_s_ratio": best, f"{key}_identical_batches": float(same)})
+    ratios = [compare(runs["ours"], runs["trl"], settings.warmup) for runs in rounds]
+    tokens = statistics.median(r["tokens_per_s_ratio"] for r in ratios)
+    answer = statistics.median(r["answer_tokens_per_s_ratio"] for r in ratios)
+    same = all(r["identical_batches"] for r in ratios)
+    best = _best(rounds, "ours", settings.warmup) / _best(rounds, "trl", settings.warmup)
+    print(f"ours / TRL: tokens/s {tokens:.2f}x, answer tokens/s {answer:.2f}x (median of {len(ratios)} "
+          f"round(s)); best run / best run: {best:.2f}x; identical tokens per step: "
+          f"{'yes' if same else 'NO - not an apples-to-apples comparison'}")
+    figures = {"ours_tokens_per_s_ratio": tokens, "ours_answer_tokens_per_s_ratio": answer,
+               "ours_best_tokens_per_s_ratio": best, "ours_identical_batches": float(same)}
     return figures
 
 

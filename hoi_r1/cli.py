@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import importlib
 import sys
+from dataclasses import asdict, is_dataclass
 from typing import Callable
 
+from jsonargparse import Namespace
 from lightning.pytorch.cli import LightningCLI
 
 
@@ -52,7 +54,14 @@ COMMANDS: dict[str, str | Callable[[list[str]], int]] = {
 
 class HOICLI(LightningCLI):
     """LightningCLI with the project's defaults: checkpoints in a fixed folder with ``last.ckpt``
-    (so ``--ckpt_path last`` finds them after a relaunch) and an overwritable saved config."""
+    (so ``--ckpt_path last`` finds them after a relaunch) and an overwritable saved config.
+
+    Precedence with ``--ckpt_path FILE``: Lightning 2.6 puts the hyper-parameters saved in the
+    checkpoint *over* the given config, so ``test --ckpt_path x.ckpt
+    --model.init_args.evaluation.scores vote`` would silently keep the training-time value. Here
+    the command line and its config files win and the checkpoint fills in only what they leave
+    at its default (the order Lightning PR #21455 proposes).
+    """
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.set_defaults(
@@ -66,6 +75,38 @@ class HOICLI(LightningCLI):
                 ],
             }
         )
+
+    def _parse_ckpt_path(self) -> None:
+        path = _checkpoint_path(self.config)
+        if path is None:
+            return
+        import torch
+
+        hparams = dict(torch.load(path, weights_only=True, map_location="cpu").get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        class_path = hparams.pop("_class_path", None)
+        if not hparams or class_path is None:
+            return super()._parse_ckpt_path()
+        init_args = {k: asdict(v) if is_dataclass(v) and not isinstance(v, type) else v for k, v in hparams.items()}
+        subcommand = self.config["subcommand"]
+        self.parser._subcommands_action._name_parser_map[subcommand].set_defaults(
+            {"model": {"class_path": class_path, "init_args": init_args}}
+        )
+        args = self._given_args  # parsed again: the checkpoint's values are now the defaults
+        self.config = self.parser.parse_object(args) if isinstance(args, (dict, Namespace)) else self.parser.parse_args(args)
+
+    def parse_arguments(self, parser, args) -> None:
+        self._given_args = args  # (None: sys.argv, as LightningCLI reads it)
+        super().parse_arguments(parser, args)
+
+
+def _checkpoint_path(config) -> str | None:
+    """The ``ckpt_path`` of the subcommand when it names an existing file."""
+    from pathlib import Path
+
+    subcommand = config.get("subcommand")
+    path = config[subcommand].get("ckpt_path") if subcommand else None
+    return path if path and Path(path).is_file() else None
 
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:

@@ -1,4 +1,5 @@
-"""Batches for SFT (whole conversations, loss on the answer only) and for generation (prompts).
+"""Batches for SFT (whole conversations, loss on the answer only) and for generation (prompts;
+for ``task: tools`` the prompt messages and tool contexts of tool-using episodes).
 
 SFT labels are ``-100`` everywhere except the assistant's turns and their closing
 ``<|im_end|>``: the system, user and tool turns, the image tokens and the padding are masked.
@@ -64,17 +65,8 @@ class _Collator:
         return build_instruction(self.vocab, frame, self.prompt)
 
     def _encode(self, conversations: list[_Conversation], padding_side: str) -> dict:
-        tok = self.processor.tokenizer
-        previous, tok.padding_side = tok.padding_side, padding_side
-        try:
-            return self.processor(
-                text=[c.text for c in conversations],
-                images=[image for c in conversations for image in c.all_images()],
-                padding=True,
-                return_tensors="pt",
-            )
-        finally:
-            tok.padding_side = previous
+        images = [image for c in conversations for image in c.all_images()]
+        return encode_conversations(self.processor, [c.text for c in conversations], images, padding_side)
 
     @staticmethod
     def _meta(conversations: list[_Conversation]) -> dict:
@@ -101,10 +93,7 @@ class SFTCollator(_Collator):
         super().__init__(processor, vocab, prompt, frame_kind, task)
         self.max_length = max_length
         self.too_long = 0
-        tok = processor.tokenizer
-        self._answer_start = tok.encode("<|im_start|>assistant\n", add_special_tokens=False)
-        self._end_id = tok.convert_tokens_to_ids("<|im_end|>")
-        self._image_id = tok.convert_tokens_to_ids("<|image_pad|>")
+        self._assistant = AssistantTokens(processor.tokenizer)
 
     def __call__(self, items: list[ImageItem]) -> dict:
         conversations = [self._conversation(it) for it in items]
@@ -164,33 +153,77 @@ class SFTCollator(_Collator):
         """``input_ids`` with everything but the assistant turns (each with its ``<|im_end|>``)
         set to -100: one answer for a plain HOI conversation, every model-written turn of a
         multi-turn (tool-using) one, never a system, user or tool turn."""
-        labels = torch.full_like(input_ids, IGNORE_INDEX)
-        start = torch.tensor(self._answer_start)
-        k = len(start)
+        keep = self._assistant.mask(input_ids, attention_mask)
+        return torch.where(keep, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
+
+
+class AssistantTokens:
+    """Finds the model-written tokens of chat-template conversations: every assistant turn's
+    content with its closing ``<|im_end|>``; never a system, user or tool turn, an image token or
+    padding (either side).
+
+    A turn opens with ``<|im_start|>assistant`` and a newline token; content that itself starts
+    with a line break is encoded together with that newline (one token), which then counts as
+    the content's.
+
+    Args:
+        tokenizer: the model's tokenizer (Qwen chat tokens).
+    """
+
+    def __init__(self, tokenizer) -> None:
+        self.start = torch.tensor(tokenizer.encode("<|im_start|>assistant", add_special_tokens=False))
+        newline = tokenizer.encode("\n", add_special_tokens=False)
+        self.newline_id = newline[0] if len(newline) == 1 else None
+        self.end_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        self.image_id = tokenizer.convert_tokens_to_ids("<|image_pad|>")
+
+    def mask(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` true on the assistant turns' tokens."""
+        keep = torch.zeros_like(input_ids, dtype=torch.bool)
+        k = len(self.start)
         for row in range(input_ids.shape[0]):
             ids = input_ids[row]
-            hits = (ids.unfold(0, k, 1) == start).all(dim=1).nonzero().flatten()
+            hits = (ids.unfold(0, k, 1) == self.start.to(ids.device)).all(dim=1).nonzero().flatten()
             if len(hits) == 0:
                 raise ValueError("conversation has no assistant turn: check the chat template")
+            attended = attention_mask[row].nonzero().flatten()
             for hit in hits.tolist():
                 first = hit + k
-                ends = (ids[first:] == self._end_id).nonzero().flatten()
-                last = first + int(ends[0]) if len(ends) else int(attention_mask[row].sum()) - 1
-                labels[row, first : last + 1] = ids[first : last + 1]
-        labels[attention_mask == 0] = IGNORE_INDEX
-        labels[input_ids == self._image_id] = IGNORE_INDEX
-        return labels
+                if first < len(ids) and int(ids[first]) == self.newline_id:
+                    first += 1
+                ends = (ids[first:] == self.end_id).nonzero().flatten()
+                last = first + int(ends[0]) if len(ends) else int(attended[-1])
+                keep[row, first : last + 1] = True
+        keep &= attention_mask.bool()
+        keep &= input_ids != self.image_id
+        return keep
 
 
 class GenerationCollator(_Collator):
-    """Prompts only (left-padded, ending with the assistant turn's opening) plus the targets."""
+    """Prompts only (left-padded, ending with the assistant turn's opening) plus the targets.
+
+    For ``task: tools`` the batch holds no tensors: the multi-turn driver encodes every turn
+    itself (:mod:`hoi_r1.rollout.episodes`). It holds per sample ``tool_messages`` (the tool
+    system prompt and the user turn with the image inline, :func:`hoi_r1.tools.prompts.build_tool_messages`)
+    and ``tool_contexts`` (:class:`~hoi_r1.tools.protocol.ToolContext`: frame, file name, image,
+    ``detector``).
+
+    Args:
+        processor: the model's processor.
+        vocab: vocabulary listed in the prompt.
+        prompt: prompt options.
+        frame_kind: coordinate frame of boxes in the text.
+        task: ``hoi``, ``grounding`` or ``tools``.
+        detector: who answers the detection tools (``task: tools``); ``None``: they answer with an error.
+    """
+
+    def __init__(self, processor, vocab, prompt, frame_kind, task: Task = "hoi", detector=None) -> None:
+        super().__init__(processor, vocab, prompt, frame_kind, task)
+        self.detector = detector
 
     def __call__(self, items: list[ImageItem]) -> dict:
         if self.task == "tools":
-            raise ValueError(
-                "generation for task 'tools' needs the multi-turn tool runtime, which the rollout engines "
-                "do not drive yet: evaluate tool-trained models with task 'hoi', or set limit_val_batches: 0"
-            )
+            return self._tool_prompts(items)
         conversations = []
         for item in items:
             frame = self.frame_for(item.sample)
@@ -200,6 +233,30 @@ class GenerationCollator(_Collator):
         batch = dict(self._encode(conversations, "left"))
         batch.update(self._meta(conversations))
         return batch
+
+    def _tool_prompts(self, items: list[ImageItem]) -> dict:
+        from hoi_r1.tools import ToolContext, default_registry
+        from hoi_r1.tools.prompts import build_tool_messages
+
+        registry = default_registry()
+        conversations, messages, contexts = [], [], []
+        for item in items:
+            frame = self.frame_for(item.sample)
+            conversations.append(_Conversation(item, frame, ""))
+            messages.append(build_tool_messages(registry, self.vocab.verbs, self.vocab.objects, frame, image=item.image))
+            contexts.append(ToolContext(frame, item.sample.file_name, item.image, self.detector))
+        return {"tool_messages": messages, "tool_contexts": contexts, **self._meta(conversations)}
+
+
+def encode_conversations(processor, texts: list[str], images: list, padding_side: str) -> dict:
+    """The processor's tensors for chat-template texts and their images (in order), padded on
+    ``padding_side``."""
+    tok = processor.tokenizer
+    previous, tok.padding_side = tok.padding_side, padding_side
+    try:
+        return processor(text=texts, images=images or None, padding=True, return_tensors="pt")
+    finally:
+        tok.padding_side = previous
 
 
 def _last_ticket(conversations: list[_Conversation]) -> tuple[int, int, int] | None:

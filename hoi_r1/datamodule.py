@@ -42,12 +42,15 @@ class SplitFiles:
         images: folder of the images (default: the annotation file's folder).
         mat_split: for ``anno_bbox.mat``: ``train`` or ``test``.
         limit: use only the first ``limit`` images (quick runs); ``None`` uses all.
+        detections: detections file of the split's images (``hoi-r1 detections`` layout) that
+            answers the detection tools of ``task: tools``; every image must be in it.
     """
 
     annotations: str
     images: str | None = None
     mat_split: Literal["train", "test"] | None = None
     limit: int | None = None
+    detections: str | None = None
 
 
 torch.serialization.add_safe_globals([SplitFiles, PromptConfig])  # hyper-parameters inside checkpoints
@@ -64,6 +67,8 @@ class HOIDataModule(L.LightningDataModule):
         test: test split.
         predict_images: folder of images to run ``predict`` on (no annotations needed).
         predict_limit: predict only the first ``predict_limit`` images (by name); ``None`` for all.
+        predict_detections: detections file of the ``predict_images`` (keys: the image file
+            names) for the detection tools of ``task: tools``.
         categories: SWIG-HOI category metadata (JSON, or THID's categories ``.py`` file).
         vocabulary: a vocabulary JSON replacing the dataset's in prompts (open vocabulary); for
             ``predict`` on a folder of images it is the label space (default: HICO-DET's).
@@ -71,8 +76,8 @@ class HOIDataModule(L.LightningDataModule):
             ``unseen_verb``, or a setting of a custom vocabulary): unseen classes are removed
             from the training split; the test split is unchanged.
         task: ``hoi`` (HOI answers), ``grounding`` (every person and object with its box, see
-            :mod:`hoi_r1.grounding`) or ``tools`` (OV-HOI tool-using conversations from
-            ``cold_start_file``).
+            :mod:`hoi_r1.grounding`) or ``tools`` (OV-HOI: SFT on the tool-using conversations of
+            ``cold_start_file``; generation runs tool-using episodes, docs/ov_hoi.md).
         coordinate_frame: coordinate frame of boxes in the text (``absolute_resized`` for Qwen2.5-VL,
             ``normalized_1000`` for Qwen2-VL / Qwen3-VL).
         min_pixels: smallest image area after resizing; ``None`` keeps the processor's.
@@ -101,6 +106,7 @@ class HOIDataModule(L.LightningDataModule):
         test: SplitFiles | None = None,
         predict_images: str | None = None,
         predict_limit: int | None = None,
+        predict_detections: str | None = None,
         categories: str | None = None,
         vocabulary: str | None = None,
         zero_shot: str | None = None,
@@ -132,6 +138,7 @@ class HOIDataModule(L.LightningDataModule):
         self._pending_sampler_state: dict | None = None
         self._consumed: dict | None = None
         self._custom_vocab: HOIVocabulary | None = None
+        self._detectors: dict = {}
 
     # ------------------------------------------------------------------ set-up
     def default_processor(self, name_or_path: str) -> None:
@@ -235,10 +242,36 @@ class HOIDataModule(L.LightningDataModule):
             max_length=self.hparams.max_length, task=self.hparams.task,
         )
 
-    def generation_collator(self) -> GenerationCollator:
+    def generation_collator(self, split: str | None = None) -> GenerationCollator:
+        """Prompt batches of ``split`` (its detections answer the tools of ``task: tools``)."""
+        detector = self.tool_detector(split) if self.hparams.task == "tools" and split else None
         return GenerationCollator(
-            self.processor, self.vocab, self.prompt, self.hparams.coordinate_frame, task=self.hparams.task
+            self.processor, self.vocab, self.prompt, self.hparams.coordinate_frame, task=self.hparams.task,
+            detector=detector,
         )
+
+    def tool_detector(self, split: str):
+        """The detection tools' backend for ``split`` (``task: tools``): its detections file
+        (:class:`~hoi_r1.tools.detection.FileDetectionBackend`), or ``None`` when none is set."""
+        if split not in self._detectors:
+            from hoi_r1.tools.detection import DetectionsFile, FileDetectionBackend
+
+            files = self.splits.get(split)
+            path = self.hparams.predict_detections if split == "predict" else (files.detections if files else None)
+            if not path:
+                log.warning("%s split: no detections file, so the detection tools answer with an error", split)
+                self._detectors[split] = None
+                return None
+            detections = DetectionsFile.read(path)
+            samples = self.datasets[split].samples if split in self.datasets else []
+            missing = [s.file_name for s in samples if s.file_name not in detections]
+            if missing:
+                raise ValueError(
+                    f"detections file {path} ({split} split) lacks {len(missing)} of the split's "
+                    f"{len(samples)} images, e.g. {missing[:3]}"
+                )
+            self._detectors[split] = FileDetectionBackend(detections)
+        return self._detectors[split]
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.datasets["train"]
@@ -253,9 +286,16 @@ class HOIDataModule(L.LightningDataModule):
             )
             if self._pending_sampler_state is not None:
                 self.train_sampler.load_state_dict(self._pending_sampler_state)
-        # SFT trains on full conversations; GRPO trains on prompts it completes itself.
+        # SFT trains on full conversations; GRPO trains on prompts it completes itself (task
+        # tools: whole tool-using episodes, hoi_r1.tool_grpo).
         kind = getattr(module, "train_batch_kind", "sft")
-        collate = self.sft_collator() if kind == "sft" else self.generation_collator()
+        tools = self.hparams.task == "tools"
+        if kind != "sft" and tools != (kind == "episodes"):
+            raise ValueError(
+                "GRPO on data.task 'tools' needs the tool-using module hoi_r1.tool_grpo.ToolGRPOModule, and that "
+                f"module needs data.task 'tools' (found task {self.hparams.task!r}, module {type(module).__name__})"
+            )
+        collate = self.sft_collator() if kind == "sft" else self.generation_collator("train")
         return DataLoader(
             dataset,
             batch_size=self.hparams.batch_size,
@@ -285,7 +325,7 @@ class HOIDataModule(L.LightningDataModule):
             self.datasets[split],
             batch_size=self.hparams.eval_batch_size,
             shuffle=False,
-            collate_fn=self.generation_collator(),
+            collate_fn=self.generation_collator(split),
             num_workers=self.hparams.num_workers,
             pin_memory=self.hparams.pin_memory,
             persistent_workers=self.hparams.persistent_workers and self.hparams.num_workers > 0,

@@ -1,7 +1,9 @@
 """``make demo``: the main job end to end on the embedded default, on CPU.
 
-1. ``hoi-r1 synth``: generate the synthetic HOI world in ``data/synthetic`` (HICO-DET format);
-2. ``hoi-r1 tiny-model``: build the tiny random Qwen2.5-VL in ``checkpoints/tiny-qwen2_5_vl``;
+1. ``hoi-r1 synth``: generate the synthetic HOI world in ``data/synthetic`` (HICO-DET format,
+   :data:`WORLD_ARGS`; a folder holding the same world is reused);
+2. the base model: the shipped grounding-pretrained tiny Qwen2.5-VL
+   ``checkpoints/tiny-qwen2_5_vl-grounding`` (``make demo-base``, :mod:`hoi_r1.demo_base`, rebuilds it);
 3. ``hoi-r1 test``: evaluate it on the held-out HOI scenes (the "before" numbers);
 4. ``hoi-r1 fit``: SFT with ``configs/demo_sft.yaml`` (TensorBoard logs in ``runs/demo_sft``,
    checkpoints in ``checkpoints/demo_sft``);
@@ -23,7 +25,13 @@ from pathlib import Path
 CONFIG = "configs/demo_sft.yaml"
 PREDICT_CONFIG = "configs/demo_predict.yaml"
 WORLD = Path("data/synthetic")
+WORLD_KNOBS = ("--grid", "14", "--backgrounds", "ramp")
+"""The demo's world (docs/demo.md): boxes on the vision tower's 14-pixel patch grid and the
+position-telling ``ramp`` background (``hoi-r1 synth`` defaults otherwise)."""
+WORLD_ARGS = ("--num-train", "8000", *WORLD_KNOBS)
 MODEL = Path("checkpoints/tiny-qwen2_5_vl")
+BASE = Path("checkpoints/tiny-qwen2_5_vl-grounding")
+"""The base the demo starts from (shipped; ``make demo-base`` rebuilds it from :data:`MODEL`)."""
 CHECKPOINTS = Path("checkpoints/demo_sft")
 OUT = Path("runs/demo")
 REPORTED = ("mAP_full", "mAP_rare", "mAP_non_rare", "mean_max_recall", "parse_rate", "format_rate", "pairs_per_image")
@@ -34,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     OUT.mkdir(parents=True, exist_ok=True)
     _step("synthetic world", lambda: _ensure_world())
-    _step("tiny model", lambda: _ensure_model())
+    _step("base model", _check_base)
     before = _step("evaluate before training", lambda: _test([]))
     _step("SFT", lambda: _cli(["fit", "--config", CONFIG, *fit_overrides]))
     last = CHECKPOINTS / "last.ckpt"
@@ -60,10 +68,27 @@ def _step(title: str, fn):
 def _ensure_world() -> None:
     from hoi_r1.readers.synthetic import main as synth
 
-    if (WORLD / "train.json").exists() and (WORLD / "test.json").exists():
+    args = ["--out", str(WORLD), *WORLD_ARGS]
+    if _world_matches(WORLD, args):
         print(f"using {WORLD}")
         return
-    synth(["--out", str(WORLD)])
+    synth(args)
+
+
+def _world_matches(folder: Path, args: list[str]) -> bool:
+    """Whether ``folder`` holds the world that ``hoi-r1 synth args`` writes (its ``world.json``)."""
+    from hoi_r1.readers.synthetic import parse_world_args, world_config_dict
+
+    stored = folder / "world.json"
+    if not (stored.exists() and (folder / "train.json").exists() and (folder / "test.json").exists()):
+        return False
+    return json.loads(stored.read_text()) == world_config_dict(parse_world_args(args)[1])
+
+
+def _check_base() -> None:
+    if not (BASE / "model.safetensors").exists():
+        raise SystemExit(f"{BASE} is missing: it ships with the repository; `make demo-base` rebuilds it")
+    print(f"using {BASE} (grounding-pretrained tiny Qwen2.5-VL)")
 
 
 def _ensure_model() -> None:

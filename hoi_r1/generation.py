@@ -8,9 +8,11 @@ tokens to place the image features (GRPO_NOTES.md, "Vision-language pitfalls").
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+
+from hoi_r1.tools.episode import EpisodeSettings
 
 IMAGE_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
 MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")
@@ -27,6 +29,8 @@ class GenerationSettings:
         top_p: nucleus sampling mass.
         top_k: keep only the ``top_k`` most likely tokens (0 disables).
         num_samples: completions per prompt (the ``vote`` score uses them; others use the first).
+        episodes: turn budget and stops of tool-using episodes (``data.task: tools``), where
+            ``max_new_tokens`` is per model turn.
     """
 
     max_new_tokens: int = 512
@@ -35,9 +39,10 @@ class GenerationSettings:
     top_p: float = 1.0
     top_k: int = 0
     num_samples: int = 1
+    episodes: EpisodeSettings = field(default_factory=EpisodeSettings)
 
 
-torch.serialization.add_safe_globals([GenerationSettings])  # read back from checkpoints
+torch.serialization.add_safe_globals([GenerationSettings, EpisodeSettings])  # read back from checkpoints
 
 
 @dataclass
@@ -51,6 +56,10 @@ class Completions:
             ``(B * n, T)``, 0 on padding.
         mask: 1 on real completion tokens, ``(B * n, T)``.
         truncated: per completion, whether it stopped at ``max_new_tokens`` without an end token.
+        turns: tool-using episodes (``data.task: tools``): per completion, its turns as plain
+            data (:func:`hoi_r1.rollout.episodes.plain_turns`); then ``token_ids`` / ``mask``
+            are the training sequence from the first model token on, masked to the model's
+            tokens. ``None`` for single-turn completions.
     """
 
     texts: list[str]
@@ -58,6 +67,7 @@ class Completions:
     token_logprobs: torch.Tensor
     mask: torch.Tensor
     truncated: list[bool]
+    turns: list | None = None
 
 
 def model_inputs(batch: dict) -> dict:
@@ -70,7 +80,7 @@ def generate(model, processor, batch: dict, settings: GenerationSettings) -> Com
     """Complete every prompt of a generation batch ``settings.num_samples`` times."""
     tok = processor.tokenizer
     inputs = model_inputs(batch)
-    end_ids = _end_ids(model, tok)
+    end_ids = end_token_ids(model, tok)
     out = model.generate(
         **inputs,
         max_new_tokens=settings.max_new_tokens,
@@ -87,7 +97,7 @@ def generate(model, processor, batch: dict, settings: GenerationSettings) -> Com
     )
     prompt_len = inputs["input_ids"].shape[1]
     ids = out.sequences[:, prompt_len:]
-    mask = _completion_mask(ids, end_ids)
+    mask = completion_mask(ids, end_ids)
     logprobs = torch.stack(out.scores, dim=1).float().log_softmax(-1) if out.scores else None
     if logprobs is None:
         token_lp = torch.zeros(ids.shape, dtype=torch.float32)
@@ -113,7 +123,7 @@ def char_offsets(tokenizer, token_ids: list[int]) -> list[tuple[int, int]]:
     return spans
 
 
-def _end_ids(model, tok) -> list[int]:
+def end_token_ids(model, tok) -> list[int]:
     ids = {tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")}
     eos = getattr(model.generation_config, "eos_token_id", None)
     if isinstance(eos, int):
@@ -123,7 +133,7 @@ def _end_ids(model, tok) -> list[int]:
     return sorted(i for i in ids if i is not None and i >= 0)
 
 
-def _completion_mask(ids: torch.Tensor, end_ids: list[int]) -> torch.Tensor:
+def completion_mask(ids: torch.Tensor, end_ids: list[int]) -> torch.Tensor:
     """1 up to and including the first end token of each row, 0 after."""
     is_end = torch.isin(ids, torch.tensor(end_ids, device=ids.device))
     after_end = (is_end.cumsum(dim=1) - is_end.long()) > 0

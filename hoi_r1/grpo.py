@@ -29,7 +29,8 @@ sampled (``hf`` engine; vLLM's sampler is seeded per rank but not resumable).
 
 Reference policy: the model with its LoRA adapters disabled (no second copy), a frozen deep copy
 for full fine-tuning (kept in checkpoints), none when ``β = 0``. Start from a Hub / exported
-model (``model.name_or_path``) or from a hoi_r1 checkpoint (``init_from_checkpoint``).
+model (``model.name_or_path``) or from a hoi_r1 checkpoint (``init_from_checkpoint``). Tool-using
+episodes (``data.task: tools``): :mod:`hoi_r1.tool_grpo`, which overrides ``_sample``, ``score``, ``_logps``.
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from hoi_r1.detection_eval import EvaluationSettings, HOIEvaluation
-from hoi_r1.generation import GenerationSettings
+from hoi_r1.generation import Completions, GenerationSettings
 from hoi_r1.grpo_loss import LossType, ScaleRewards, clipped_policy_loss, group_advantages
 from hoi_r1.grpo_loss import truncated_importance_weights
 from hoi_r1.hoi_module import HOIModule
@@ -284,7 +285,7 @@ class GRPOModule(HOIModule):
         sampling = RolloutSampling(self.rollout.max_completion_length, self.rollout.temperature,
                                    self.rollout.top_p, self.rollout.top_k)
         with self.sampling_stream.active(self.device):
-            completions = engine.generate(batch, G, sampling)
+            completions = self._sample(batch, G, sampling)
         engine.sleep()
         generated = time.perf_counter()
         self._times["generate"] += generated - start
@@ -306,6 +307,7 @@ class GRPOModule(HOIModule):
             image_ids=[s.image_id for s in batch["samples"]], group_size=G, micro_batches=self.steps_per_generation,
             completion_ids=ids, completion_mask=mask, advantages=advantages, num_items=num_items,
             sampler_logp=completions.token_logprobs.to(self.device) if self.engine_kind == "vllm" else None,
+            turns=completions.turns,
         )
         with torch.no_grad():
             if self._needs_old_logps():
@@ -315,6 +317,10 @@ class GRPOModule(HOIModule):
         self._log_rollout(scores, everyone, advantages, adv_stats, completions, batch, generated - start)
         self._generations += 1
         return buffer
+
+    def _sample(self, batch: dict, n: int, sampling: RolloutSampling) -> Completions:
+        """``n`` completions per prompt (:class:`~hoi_r1.tool_grpo.ToolGRPOModule`: whole episodes)."""
+        return self.engine.generate(batch, n, sampling)
 
     def score(self, texts: list[str], targets: list[RewardTarget]) -> RewardBreakdown:
         """Rewards of a generation batch (override to add rewards; the total drives the advantages)."""

@@ -2,7 +2,8 @@
 
 Loading the model (:func:`~hoi_r1.models.load_model`, or weights of an earlier hoi_r1 checkpoint
 with :func:`load_initial_weights`), the optimizer and scheduler factories, the batch transfer,
-validation / test (generate → parse → HOI-mAP with :mod:`hoi_r1.detection_eval`), predict, and
+validation / test (generate → parse → HOI-mAP with :mod:`hoi_r1.detection_eval`; tool-using
+episodes for ``data.task: tools``, :mod:`hoi_r1.tool_evaluation`), predict, and
 the random-number states in checkpoints. :class:`~hoi_r1.sft.SFTModule` and
 :class:`~hoi_r1.grpo.GRPOModule` add their training step on top, so both stages report the very
 same metric.
@@ -27,6 +28,7 @@ from hoi_r1.detection_eval import EvaluationSettings, GroundingEvaluation, HOIEv
 from hoi_r1.generation import GenerationSettings
 from hoi_r1.models import ModelSettings, add_lora, apply_freezing, count_parameters, load_model
 from hoi_r1.module_logging import log_examples, predictions_record
+from hoi_r1.tool_evaluation import ToolEvaluation, policy_turn_writer
 
 
 class HOIModule(L.LightningModule):
@@ -81,7 +83,8 @@ class HOIModule(L.LightningModule):
     def setup(self, stage: str) -> None:
         self.datamodule.default_processor(self.settings.name_or_path)
         vocab = self.datamodule.vocab
-        kind = GroundingEvaluation if self.datamodule.hparams.task == "grounding" else HOIEvaluation
+        task = self.datamodule.hparams.task
+        kind = {"grounding": GroundingEvaluation, "tools": ToolEvaluation}.get(task, HOIEvaluation)
         for split in ("val", "test"):
             if split not in self.evaluations:
                 self.evaluations[split] = kind(vocab, self.evaluation_settings)
@@ -135,12 +138,23 @@ class HOIModule(L.LightningModule):
         from hoi_r1.answer import parse_answer
         from hoi_r1.generation import generate
 
-        completions = generate(self.model, self.datamodule.processor, batch, self.generation)
         vocab = self.datamodule.vocab
+        if self.datamodule.hparams.task == "tools":  # the final answer of an episode; the transcript kept
+            episodes = self._predict_episodes(batch)
+            answers = [e.final_answer or "" for e in episodes]
+            texts = [e.transcript().text for e in episodes]
+        else:
+            answers = texts = generate(self.model, self.datamodule.processor, batch, self.generation).texts
         return [
-            predictions_record(sample, parse_answer(text, vocab, frame), text, vocab)
-            for sample, frame, text in zip(batch["samples"], batch["frames"], completions.texts)
+            predictions_record(sample, parse_answer(answer, vocab, frame), text, vocab)
+            for sample, frame, answer, text in zip(batch["samples"], batch["frames"], answers, texts)
         ]
+
+    def _predict_episodes(self, batch: dict) -> list:
+        from hoi_r1.rollout.episodes import run_policy_episodes
+
+        writer = policy_turn_writer(self.model, self.datamodule.processor, self.generation)
+        return run_policy_episodes(writer, batch, 1, self.generation.episodes)
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -68,3 +68,26 @@ def test_predict_writes_json_and_drawn_images(tiny_model_dir, synthetic_world, t
     assert len(records) == 3 and len(list(out.glob("*.png"))) == 3
     record = json.loads(records[0].read_text())
     assert {"file_name", "width", "height", "hois", "completion"} <= set(record)
+
+
+def test_the_command_line_wins_over_checkpoint_hyper_parameters(tiny_model_dir, synthetic_world, tmp_path, monkeypatch):
+    """``test --ckpt_path`` takes the checkpoint's hyper-parameters only where the command line and
+    its config files say nothing (Lightning 2.6 alone would let the checkpoint win)."""
+    world = [f"--data.{s}.annotations={synthetic_world / f}" for s, f in
+             (("train", "train.json"), ("val", "test.json"), ("test", "test.json"))]
+    monkeypatch.chdir(tmp_path)  # checkpoints land in tmp_path/checkpoints
+    quiet = ["--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.save_dir={tmp_path}",
+             "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false"]
+    cli_main(["fit", "--model=hoi_r1.sft.SFTModule", f"--model.model.name_or_path={tiny_model_dir}",
+              "--model.generation.max_new_tokens=4", "--model.evaluation.protocol=qpic", *world, "--data.batch_size=2",
+              "--trainer.max_steps=1", "--trainer.limit_val_batches=0", *quiet])
+    ckpt = str(sorted((tmp_path / "checkpoints").rglob("*.ckpt"))[0])
+    config = tmp_path / "eval.yaml"  # what users pass: a config naming the model, as in training
+    config.write_text(f"model:\n  class_path: hoi_r1.sft.SFTModule\n  init_args:\n    model:\n"
+                      f"      name_or_path: {tiny_model_dir}\n    generation:\n      max_new_tokens: 4\n")
+    evaluate = ["test", f"--config={config}", f"--ckpt_path={ckpt}", *world, "--data.test.limit=2", "--data.batch_size=2", *quiet]
+    plain = cli_main(evaluate)  # what the config leaves out comes from the checkpoint
+    assert plain.model.evaluation_settings.protocol == "qpic" and plain.model.evaluation_settings.scores == "rank"
+    asked = cli_main([*evaluate, "--model.init_args.evaluation.scores=logprob"])
+    assert asked.model.evaluation_settings.scores == "logprob"  # the command line wins
+    assert asked.model.evaluation_settings.protocol == "qpic"  # the rest still from the checkpoint

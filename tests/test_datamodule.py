@@ -1,6 +1,7 @@
 """HOIDataModule and collation: batches the tiny model trains on, labels on the answer only."""
 
 import json
+import logging
 
 import pytest
 import torch
@@ -64,6 +65,7 @@ def test_generation_batch_is_left_padded_prompt(datamodule):
 
 
 def test_too_long_samples_are_left_out_and_counted(tiny_model_dir, synthetic_world, caplog):
+    caplog.set_level(logging.WARNING, logger="hoi_r1")  # (a benchmark run earlier may have raised its level)
     dm = HOIDataModule(processor=str(tiny_model_dir), train=SplitFiles(str(synthetic_world / "train.json")), batch_size=4)
     dm.setup("fit")
     collate = dm.sft_collator()

@@ -28,7 +28,7 @@ from hoi_r1.readers.synthetic import (
     sample_scene,
     synthetic_vocabulary,
 )
-from hoi_r1.readers.synthetic_render import COLORS, render_scene, shape_mask
+from hoi_r1.readers.synthetic_render import COLORS, RAMP_RANGE, render_scene, shape_mask
 
 PERSON = (40, 40, 64, 88)  # H = 48, W = 24, centre x = 52
 SMALL = dict(num_train=10, num_test=6)
@@ -132,12 +132,22 @@ def test_rendered_boxes_are_the_drawn_extent():
 
 
 def test_backgrounds_are_deterministic_and_light():
-    for style in ("flat", "noise", "gradient"):
+    for style in ("flat", "noise", "gradient", "ramp"):
         bg = Background(style, (200, 210, 220), (240, 230, 190), angle=1.0, noise_seed=3)
         scene = Scene(64, 48, (), (), (), bg)
         a, b = np.asarray(render_scene(scene)), np.asarray(render_scene(scene))
         assert a.shape == (48, 64, 3) and np.array_equal(a, b)
         assert a.min() >= 150
+
+
+def test_the_ramp_background_encodes_the_pixel_position():
+    """Red grows from left to right and green from top to bottom, the same in every image."""
+    scene = Scene(112, 84, (), (), (), Background("ramp", (0, 0, 0), (0, 0, 0)))
+    a = np.asarray(render_scene(scene)).astype(int)
+    assert (np.diff(a[..., 0], axis=1) >= 0).all() and (np.diff(a[..., 1], axis=0) >= 0).all()
+    assert (a[:, 0, 0] == RAMP_RANGE[0]).all() and (a[:, -1, 0] == RAMP_RANGE[1]).all()
+    assert (a[0, :, 1] == RAMP_RANGE[0]).all() and (a[-1, :, 1] == RAMP_RANGE[1]).all()
+    assert (a[..., 0] == a[:1, :, 0]).all() and (a[..., 1] == a[:, :1, 1]).all()  # red: x only; green: y only
 
 
 # --------------------------------------------------------------------- sampling and knobs
@@ -234,6 +244,8 @@ def test_round_trip_through_read_annotations(tmp_path):
                 assert data.vocab.interaction_id(int(verb), int(obj)) is not None
     vocab = read_annotations(out / "train.json").vocab
     assert vocab.to_dict() == json.loads((out / "vocabulary.json").read_text())
+    assert SyntheticWorldConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                   for k, v in json.loads((out / "world.json").read_text()).items()}) == config
     validity = read_validity_npy(out / "corre.npy", vocab)
     assert validity.sum() == vocab.num_classes
     assert all(validity[v, o] for v, o in vocab.interactions)
@@ -247,7 +259,7 @@ def test_same_seed_same_bytes(tmp_path):
     config = SyntheticWorldConfig(**SMALL, seed=11)
     a = _tree(generate_world(tmp_path / "a", config))
     b = _tree(generate_world(tmp_path / "b", config))
-    assert a.keys() == b.keys() and len(a) == 10 + 6 + 4
+    assert a.keys() == b.keys() and len(a) == 10 + 6 + 5
     assert a == b
     c = _tree(generate_world(tmp_path / "c", SyntheticWorldConfig(**SMALL, seed=12)))
     assert c["train.json"] != a["train.json"]

@@ -108,3 +108,19 @@ def test_cli(world, synthetic_world, tmp_path, capsys):
     records = read_cold_start(out)
     assert len(records) == 3 and records[0]["frame"]["kind"] == "absolute_original"
     assert "wrote 3 cold-start traces" in capsys.readouterr().out
+
+
+def test_cli_leaves_out_the_unseen_classes_of_a_zero_shot_setting(world, synthetic_world, tmp_path):
+    dataset, detections = world
+    det = detections.write(tmp_path / "det.json")
+    unseen = set(dataset.vocab.unseen("unseen_composition"))
+    out = tmp_path / "zs.jsonl"
+    argv = ["--annotations", str(synthetic_world / "train.json"), "--detections", str(det), "--out", str(out),
+            "--zero-shot", "unseen_composition", "--on-bad-record", "skip"]
+    assert main(argv) == 0
+    answers = [parse_answer(r["messages"][-1]["content"], dataset.vocab, record_frame(r)) for r in read_cold_start(out)]
+    shown = {dataset.vocab.interaction_id(v, t.object_id) for a in answers for t in a.triplets for v in t.verb_ids}
+    assert shown and not shown & unseen
+    full = [s for s in dataset.samples if any(dataset.vocab.interaction_id(int(v), int(s.object_labels[o])) in unseen
+                                              for _, o, v, _ in s.pairs.tolist())]
+    assert full  # the setting does remove pairs of this world

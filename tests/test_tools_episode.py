@@ -9,7 +9,7 @@ from PIL import Image
 
 from hoi_r1.frames import Frame
 from hoi_r1.tools.detection import Detection, DetectionsFile, FileDetectionBackend
-from hoi_r1.tools.episode import read_episode, read_transcript, run_episode
+from hoi_r1.tools.episode import EpisodeSettings, EpisodeState, read_episode, read_transcript, run_episode, run_episodes
 from hoi_r1.tools.protocol import ToolContext
 
 FRAME = Frame("absolute_original", (100, 80), (100, 80))
@@ -109,3 +109,66 @@ def test_transcript_reading_agrees_with_the_episode(max_turns):
 def test_bad_budget_is_refused():
     with pytest.raises(ValueError, match="max_turns"):
         run_episode(Script(ANSWER), [], _context(), max_turns=0)
+
+
+# ===================================================================== the lockstep batch driver
+class BatchScript:
+    """A fake batched model: episode ``k`` (named in its first user message) replies with its
+    own script; records the episodes asked in each round."""
+
+    def __init__(self, scripts: dict[str, list]) -> None:
+        self.scripts, self.rounds = scripts, []
+
+    def __call__(self, conversations, images):
+        names = [m[0]["content"][0]["text"] for m in conversations]
+        self.rounds.append(names)
+        return [self.scripts[n][sum(x["role"] == "assistant" for x in m)] for n, m in zip(names, conversations)]
+
+
+def _prompt(name: str) -> list[dict]:
+    return [{"role": "user", "content": [{"type": "text", "text": name}]}]
+
+
+def test_lockstep_driver_runs_episodes_of_different_lengths_like_one_by_one():
+    scripts = {
+        "quick": [ANSWER],
+        "two": ["<think>people?</think>" + HUMANS, ANSWER],
+        "errors": ['<think>x</think><tool_call>{"name": "shell", "arguments": {}}</tool_call>' + HUMANS,
+                   "<think>y</think>" + HUMANS * 3, ANSWER],
+        "budget": ["<think>z</think>" + CROP] * 5,
+        "silent": ["I am not sure."],
+    }
+    driver = BatchScript(scripts)
+    states = [EpisodeState(_prompt(n), _context(), max_turns=3, max_calls_per_turn=2) for n in scripts]
+    episodes = run_episodes(driver, states)
+    # every round asks only the unfinished episodes, in order, in one call
+    assert driver.rounds == [list(scripts), ["two", "errors", "budget"], ["errors", "budget"]]
+    assert all(s.done for s in states)
+    for name, episode in zip(scripts, episodes):  # the same episodes as the one-by-one driver
+        alone = run_episode(Script(*scripts[name]), _prompt(name), _context(), max_turns=3, max_calls_per_turn=2)
+        assert [(t.role, t.text, len(t.images)) for t in episode.turns] == [(t.role, t.text, len(t.images)) for t in alone.turns]
+        assert (episode.stop_reason, episode.num_valid_calls, episode.num_invalid_calls, episode.num_redundant_calls,
+                episode.unanswered_calls) == (alone.stop_reason, alone.num_valid_calls, alone.num_invalid_calls,
+                                              alone.num_redundant_calls, alone.unanswered_calls)
+    quick, two, errors, budget, silent = episodes
+    assert [e.stop_reason for e in episodes] == ["answer", "answer", "answer", "turn_budget", "no_tool_call"]
+    assert [e.model_turns for e in episodes] == [1, 2, 3, 3, 1]
+    # tool errors come back as responses while the other episodes go on
+    assert errors.turns[1].text.startswith("<tool_response>error: unknown tool 'shell'")
+    assert errors.turns[3].text.endswith("error: at most 2 tool calls per turn; this one was not run</tool_response>")
+    assert (errors.num_valid_calls, errors.num_invalid_calls, errors.num_redundant_calls) == (3, 2, 2)
+    # the budget: two crops ran (the second redundant), the third turn's call was not run
+    assert (budget.num_valid_calls, budget.num_redundant_calls, budget.unanswered_calls) == (2, 1, 1)
+    assert len(budget.images) == 2 and budget.final_answer is None and quick.final_answer == ANSWER
+
+
+def test_lockstep_driver_reads_truncation_and_checks_the_reply_count():
+    states = [EpisodeState(_prompt("a"), _context(), max_turns=2), EpisodeState(_prompt("b"), _context(), max_turns=2)]
+    episodes = run_episodes(lambda messages, images: [(ANSWER, False), ("<think>cut", True)], states)
+    assert [e.truncated for e in episodes] == [False, True]
+    with pytest.raises(RuntimeError, match="finished"):
+        states[0].advance(ANSWER)
+    with pytest.raises(ValueError, match="returned 1 turns for 2"):
+        run_episodes(lambda messages, images: [ANSWER], [EpisodeState([], _context(), 2), EpisodeState([], _context(), 2)])
+    with pytest.raises(ValueError, match="max_turns"):
+        EpisodeSettings(max_turns=0)

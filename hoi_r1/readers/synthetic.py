@@ -15,6 +15,7 @@ writes byte-identical files. ``hoi-r1 synth`` is :func:`main`.
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +44,7 @@ from hoi_r1.sample import HOISample
 __all__ = [
     "AMBIGUOUS", "FAR", "OBJECTS", "UNSEEN_COMPOSITION", "VALID_VERBS", "VERBS", "Background", "Entity", "Scene",
     "SyntheticWorldConfig", "classify_relation", "generate_split", "generate_world", "main", "overlap_share",
-    "sample_scene", "scene_to_sample", "synthetic_vocabulary",
+    "parse_world_args", "sample_scene", "scene_to_sample", "synthetic_vocabulary", "world_config_dict",
 ]
 
 
@@ -99,9 +100,9 @@ class SyntheticWorldConfig:
             problems.append(f"need 1 <= min_objects <= max_objects, found {self.min_objects}, {self.max_objects}")
         if self.grid < 1 or self.grid > min(self.width, self.height) // 8:
             problems.append(f"grid must be in [1, image size / 8], found {self.grid}")
-        unknown = set(self.backgrounds) - {"flat", "noise", "gradient"}
+        unknown = set(self.backgrounds) - {"flat", "noise", "gradient", "ramp"}
         if not self.backgrounds or unknown:
-            problems.append(f"backgrounds must be a non-empty subset of (flat, noise, gradient): {self.backgrounds}")
+            problems.append(f"backgrounds must be a non-empty subset of (flat, noise, gradient, ramp): {self.backgrounds}")
         if not 0.0 <= self.max_occlusion < 1.0:
             problems.append(f"max_occlusion must be in [0, 1), found {self.max_occlusion}")
         if self.num_train < 0 or self.num_test < 0 or self.max_attempts < 1:
@@ -164,7 +165,8 @@ def generate_split(
 def generate_world(out_dir: str | Path, config: SyntheticWorldConfig | None = None) -> Path:
     """Write the synthetic dataset to ``out_dir`` and return ``out_dir``: ``images/{train,test}/``,
     ``train.json`` / ``test.json`` (PPDM/QPIC JSON), ``corre.npy`` (verb x object validity) and
-    ``vocabulary.json`` (rare classes from the training counts). Read it back with
+    ``vocabulary.json`` (rare classes from the training counts), and ``world.json`` (the
+    config, :func:`world_config_dict`: tells a reused folder's knobs). Read it back with
     :func:`hoi_r1.readers.read_annotations` on ``out_dir / "train.json"``."""
     from hoi_r1.readers.hico_det import write_hico_json, write_validity_npy
     from hoi_r1.vocab import count_pairs
@@ -178,11 +180,28 @@ def generate_world(out_dir: str | Path, config: SyntheticWorldConfig | None = No
     write_hico_json(test, vocab, out_dir / "test.json", with_hoi_category=False)
     write_validity_npy(vocab, out_dir / "corre.npy")
     vocab.to_json(out_dir / "vocabulary.json")
+    (out_dir / "world.json").write_text(json.dumps(world_config_dict(config), indent=1) + "\n")
     return out_dir
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``hoi-r1 synth``: generate the synthetic world from the command line."""
+def world_config_dict(config: SyntheticWorldConfig) -> dict:
+    """The config as plain JSON values (what ``world.json`` holds).
+
+    >>> world_config_dict(SyntheticWorldConfig(grid=14))["grid"]
+    14
+    """
+    from dataclasses import asdict
+
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
+
+
+def parse_world_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, SyntheticWorldConfig]:
+    """The ``hoi-r1 synth`` command line: its arguments and the world config they ask for.
+
+    >>> args, config = parse_world_args(["--out", "w", "--grid", "14"])
+    >>> args.out, config.grid, config.num_train
+    ('w', 14, 2000)
+    """
     d = SyntheticWorldConfig()
     parser = argparse.ArgumentParser(prog="hoi-r1 synth", description="Generate the synthetic HOI world.")
     parser.add_argument("--out", default="data/synthetic", help="output folder (default: %(default)s)")
@@ -196,7 +215,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-people", type=int, default=d.max_people)
     parser.add_argument("--min-objects", type=int, default=d.min_objects)
     parser.add_argument("--max-objects", type=int, default=d.max_objects)
-    parser.add_argument("--backgrounds", nargs="+", default=list(d.backgrounds), choices=["flat", "noise", "gradient"])
+    parser.add_argument("--backgrounds", nargs="+", default=list(d.backgrounds), choices=["flat", "noise", "gradient", "ramp"])
     parser.add_argument("--no-occlusion", action="store_true", help="no overlapping people or objects")
     parser.add_argument("--max-occlusion", type=float, default=d.max_occlusion)
     parser.add_argument("--zero-shot-holdout", action="store_true", help="no unseen_composition class in train")
@@ -212,6 +231,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as e:
         parser.error(str(e))
+    return args, config
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``hoi-r1 synth``: generate the synthetic world from the command line."""
+    args, config = parse_world_args(argv)
     start = time.perf_counter()
     out = generate_world(args.out, config)
     print(f"wrote {config.num_train} train + {config.num_test} test images to {out} "

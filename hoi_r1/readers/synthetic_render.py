@@ -35,6 +35,8 @@ COLORS: dict[str, tuple[int, int, int]] = {
 """One flat colour per class, dark or saturated against the light backgrounds."""
 NOISE_AMPLITUDE = 20
 """Grey noise of the ``noise`` background: uniform in ``[-A, A]`` added to every channel."""
+RAMP_RANGE = (160, 250)
+"""Red and green values of the ``ramp`` background at its left/top and right/bottom edges."""
 
 
 def render_scene(scene: "Scene") -> Image.Image:
@@ -63,13 +65,20 @@ def background_array(background: "Background", width: int, height: int) -> np.nd
         t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
         b = np.asarray(background.color_b, dtype=np.float32)
         return np.rint(a + t[..., None] * (b - a)).astype(np.uint8)
+    if background.style == "ramp":
+        low, high = RAMP_RANGE
+        red = low + (high - low) * np.arange(width, dtype=np.float32) / max(width - 1, 1)
+        green = low + (high - low) * np.arange(height, dtype=np.float32) / max(height - 1, 1)
+        pixels = np.empty((height, width, 3), dtype=np.float32)
+        pixels[..., 0], pixels[..., 1], pixels[..., 2] = red[None, :], green[:, None], 215
+        return np.rint(pixels).astype(np.uint8)
     pixels = np.broadcast_to(a.astype(np.int16), (height, width, 3))
     if background.style == "noise":
         rng = np.random.default_rng(background.noise_seed)
         noise = rng.integers(-NOISE_AMPLITUDE, NOISE_AMPLITUDE + 1, (height, width, 1), dtype=np.int16)
         pixels = np.clip(pixels + noise, 0, 255)
     elif background.style != "flat":
-        raise ValueError(f"unknown background style {background.style!r}; expected flat, noise or gradient")
+        raise ValueError(f"unknown background style {background.style!r}; expected flat, noise, gradient or ramp")
     return np.ascontiguousarray(pixels, dtype=np.uint8)
 
 

@@ -77,7 +77,7 @@ SIZES_AT_112: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
 }
 """(width range, height range) in pixels of a 112-pixel image; scaled with the image size."""
 FAR, AMBIGUOUS = "far", "ambiguous"
-BackgroundStyle = Literal["flat", "noise", "gradient"]
+BackgroundStyle = Literal["flat", "noise", "gradient", "ramp"]
 Box = tuple[int, int, int, int]
 
 

@@ -131,6 +131,9 @@ class RolloutBuffer:
         old_logp: ``(B·G, T)`` log-probs under the sampling policy (when updates go off-policy).
         ref_logp: ``(B·G, T)`` log-probs under the reference policy (``β > 0``).
         sampler_logp: ``(B·G, T)`` the engine's own log-probs (importance correction).
+        turns: tool-using episodes: per row, its turns as plain data (texts, images as uint8
+            tensors), from which each micro-batch's sequences are rebuilt; ``completion_ids`` /
+            ``completion_mask`` then run from the first model token on.
     """
 
     image_ids: list[int]
@@ -143,6 +146,7 @@ class RolloutBuffer:
     old_logp: torch.Tensor | None = None
     ref_logp: torch.Tensor | None = None
     sampler_logp: torch.Tensor | None = None
+    turns: list | None = None
 
     def rows(self, micro: int) -> slice:
         return micro_batch_rows(self.completion_ids.shape[0], self.micro_batches, micro)

@@ -118,3 +118,44 @@ class RewardAverages:
         return {
             f"{prefix}/reward/{k}" if k else f"{prefix}/reward": sum(v) / len(v) for k, v in self.values.items() if v
         }
+
+    def add_scores(self, per_reward: dict[str, Sequence[float | None]], total: Sequence[float]) -> None:
+        """Add already computed rewards (e.g. a :class:`~hoi_r1.rewards.RewardBreakdown`'s)."""
+        for name, values in per_reward.items():
+            self.values.setdefault(name, []).extend(v for v in values if v is not None)
+        self.values.setdefault("", []).extend(t for t in total if not math.isnan(t))
+
+
+class EpisodeCounts:
+    """Tool statistics of tool-using episodes (:class:`~hoi_r1.tools.episode.Episode`), summed
+    over the episodes added.
+
+    >>> from hoi_r1.tools.episode import Episode, Turn
+    >>> counts = EpisodeCounts()
+    >>> counts.add([Episode([Turn("assistant", "<answer>[]</answer>")], stop_reason="answer"), Episode([Turn("assistant", "?")])])
+    >>> counts.means()["tools/answered"], counts.means()["tools/turns_per_episode"]
+    (0.5, 1.0)
+    """
+
+    KEYS = ("valid_calls_per_episode", "invalid_calls_per_episode", "redundant_calls_per_episode",
+            "turns_per_episode", "answered", "turn_budget", "truncated")
+
+    def __init__(self) -> None:
+        self.episodes = 0
+        self.sums = dict.fromkeys(self.KEYS, 0.0)
+
+    def add(self, episodes: Sequence) -> None:
+        for e in episodes:
+            self.episodes += 1
+            for key, value in zip(self.KEYS, (e.num_valid_calls, e.num_invalid_calls, e.num_redundant_calls,
+                                              e.model_turns, e.final_answer is not None,
+                                              e.stop_reason == "turn_budget", e.truncated)):
+                self.sums[key] += float(value)
+
+    def means(self, prefix: str = "tools/") -> dict[str, float]:
+        """Per episode (one episode per image in evaluation): valid / invalid / redundant calls and
+        model turns; the share of episodes that answered, that used up the turn budget, and that
+        had a turn cut at the token limit. Empty before any episode was added."""
+        if not self.episodes:
+            return {}
+        return {f"{prefix}{k}": v / self.episodes for k, v in self.sums.items()}

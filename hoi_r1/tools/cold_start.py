@@ -321,8 +321,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-spatial-calls", type=int, default=d.max_spatial_calls)
     parser.add_argument("--zoom", action="store_true", help="also crop the smallest object (reads the images)")
     parser.add_argument("--max-images", type=int, default=None, help="only the first N images")
+    parser.add_argument("--images", default=None, help="folder of the images (default: the annotation file's)")
+    parser.add_argument("--categories", default=None, help="SWIG-HOI category metadata (as data.categories)")
+    parser.add_argument("--on-bad-record", choices=("error", "skip"), default="error", help="as data.on_bad_record")
+    parser.add_argument("--zero-shot", default=None, help="leave out the unseen classes of this zero-shot setting "
+                        "(as data.zero_shot), so the traces never show them")
     args = parser.parse_args(argv)
-    dataset = read_annotations(args.annotations)
+    dataset = read_annotations(args.annotations, categories=args.categories, image_root=args.images,
+                               on_bad_record=args.on_bad_record)
+    if args.zero_shot:
+        from hoi_r1.readers.zero_shot import apply_zero_shot
+
+        dataset = apply_zero_shot(dataset, args.zero_shot, "train")
     detections = DetectionsFile.read(args.detections)
     config = ColdStartConfig(args.frame, args.min_pixels, args.max_pixels, args.max_spatial_calls, args.zoom)
     samples = dataset.samples[: args.max_images] if args.max_images is not None else dataset.samples
