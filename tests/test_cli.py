@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
 from hoi_r1.cli import COMMANDS, cli_main, main
 
@@ -30,6 +31,9 @@ def test_every_config_parses(config, capsys):
     assert exit_.value.code == 0
     printed = capsys.readouterr().out
     assert "class_path: hoi_r1." in printed and "data:" in printed
+    resolved = yaml.safe_load(printed)
+    if resolved["data"]["task"] == "tools":  # tool-using episodes are scored by rank only (ToolEvaluation)
+        assert resolved["model"]["init_args"]["evaluation"]["scores"] == "rank"
 
 
 def test_help_shows_documented_arguments(capsys):
