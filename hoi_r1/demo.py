@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     fit_overrides = list(sys.argv[1:] if argv is None else argv)
     start = time.perf_counter()
     OUT.mkdir(parents=True, exist_ok=True)
-    _step("synthetic world", lambda: _ensure_world())
+    _step("synthetic world", lambda: ensure_world(WORLD, WORLD_ARGS))
     _step("base model", _check_base)
     before = _step("evaluate before training", lambda: _test([]))
     _step("SFT", lambda: _cli(["fit", "--config", CONFIG, *fit_overrides]))
@@ -65,12 +65,13 @@ def _step(title: str, fn):
     return out
 
 
-def _ensure_world() -> None:
+def ensure_world(folder: Path, knobs: tuple[str, ...]) -> None:
+    """``hoi-r1 synth --out folder *knobs``, unless ``folder`` already holds that world."""
     from hoi_r1.readers.synthetic import main as synth
 
-    args = ["--out", str(WORLD), *WORLD_ARGS]
-    if _world_matches(WORLD, args):
-        print(f"using {WORLD}")
+    args = ["--out", str(folder), *knobs]
+    if _world_matches(folder, args):
+        print(f"using {folder}")
         return
     synth(args)
 

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from hoi_r1.demo import WORLD_KNOBS, _cli, _ensure_model, _step, _world_matches
+from hoi_r1.demo import WORLD_KNOBS, _cli, _ensure_model, _step, ensure_world
 
 BASE = Path("checkpoints/tiny-qwen2_5_vl-grounding")
 CONFIG = ("configs/demo_sft.yaml", "configs/demo_grounding.yaml")
@@ -33,22 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     fit_overrides = list(sys.argv[1:] if argv is None else argv)
     start = time.perf_counter()
     _step("tiny model", _ensure_model)
-    _step("grounding world", _ensure_grounding_world)
+    _step("grounding world", lambda: ensure_world(WORLD, GROUNDING_WORLD_ARGS))
     configs = [arg for path in CONFIG for arg in ("--config", path)]
     _step("grounding SFT", lambda: _cli(["fit", *configs, *fit_overrides]))
     _step("export", _export)
     print(f"\nbase model in {BASE} after {(time.perf_counter() - start) / 60:.1f} min")
     return 0
-
-
-def _ensure_grounding_world() -> None:
-    from hoi_r1.readers.synthetic import main as synth
-
-    args = ["--out", str(WORLD), *GROUNDING_WORLD_ARGS]
-    if _world_matches(WORLD, args):
-        print(f"using {WORLD}")
-        return
-    synth(args)
 
 
 def _export() -> None:
