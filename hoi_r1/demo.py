@@ -1,60 +1,90 @@
-"""``make demo``: the main job end to end on the embedded default, on CPU.
+"""``make demo``: the whole recipe end to end on the embedded default, on CPU: base → SFT → GRPO.
 
 1. ``hoi-r1 synth``: generate the synthetic HOI world in ``data/synthetic`` (HICO-DET format,
-   :data:`WORLD_ARGS`; a folder holding the same world is reused);
+   :data:`WORLD_ARGS`: training, validation and test scenes; a folder holding the same world is
+   reused);
 2. the base model: the shipped grounding-pretrained tiny Qwen2.5-VL
    ``checkpoints/tiny-qwen2_5_vl-grounding`` (``make demo-base``, :mod:`hoi_r1.demo_base`, rebuilds it);
-3. ``hoi-r1 test``: evaluate it on the held-out HOI scenes (the "before" numbers);
-4. ``hoi-r1 fit``: SFT with ``configs/demo_sft.yaml`` (TensorBoard logs in ``runs/demo_sft``,
-   checkpoints in ``checkpoints/demo_sft``);
-5. ``hoi-r1 test --ckpt_path …/last.ckpt``: the "after" numbers;
-6. ``hoi-r1 predict`` on held-out images: per-image JSON and drawn images in
+3. ``hoi-r1 test``: evaluate the base on the held-out HOI scenes;
+4. ``hoi-r1 fit``: SFT with ``configs/demo_sft.yaml`` (TensorBoard ``runs/demo_sft``, checkpoints
+   ``checkpoints/demo_sft``), then ``hoi-r1 test`` of its last checkpoint;
+5. ``hoi-r1 fit``: GRPO from that checkpoint with ``configs/demo_grpo.yaml`` (TensorBoard
+   ``runs/demo_grpo``, checkpoints ``checkpoints/demo_grpo``), then ``hoi-r1 test``;
+6. ``hoi-r1 predict`` with the GRPO model on held-out images: per-image JSON and drawn images in
    ``runs/demo/predictions``, and a contact sheet ``runs/demo/predictions.png``.
 
-Every step goes through the same LightningCLI entry point users call. Extra arguments are passed
-to ``fit`` (e.g. ``python -m hoi_r1.demo --trainer.max_steps 200``).
+Every step goes through the same LightningCLI entry point users call. The three evaluations are
+one and the same (:func:`evaluate`): ``hoi-r1 test`` with the GRPO config on the 200 held-out
+scenes, greedy answers, the demo's ``logprob`` scores, and again with HOI-R1's ``rank`` scores;
+the GRPO module also logs the rewards of the greedy answers. One table with a column per stage
+is printed and written to ``runs/demo/metrics.json`` as ``{"base": {...}, "sft": {...},
+"grpo": {...}}``. Extra arguments reach the two ``fit`` runs::
+
+    python -m hoi_r1.demo --sft "--trainer.max_steps 300" --grpo "--trainer.max_steps 20"
 """
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
+import shlex
 import time
 from pathlib import Path
+from typing import Sequence
 
-CONFIG = "configs/demo_sft.yaml"
+SFT_CONFIG = "configs/demo_sft.yaml"
+GRPO_CONFIG = "configs/demo_grpo.yaml"
 PREDICT_CONFIG = "configs/demo_predict.yaml"
 WORLD = Path("data/synthetic")
 WORLD_KNOBS = ("--grid", "14", "--backgrounds", "ramp")
 """The demo's world (docs/demo.md): boxes on the vision tower's 14-pixel patch grid and the
 position-telling ``ramp`` background (``hoi-r1 synth`` defaults otherwise)."""
-WORLD_ARGS = ("--num-train", "8000", *WORLD_KNOBS)
+WORLD_ARGS = ("--num-train", "8000", "--num-val", "200", *WORLD_KNOBS)
+"""8,000 training scenes; 200 validation scenes (settings are chosen on them; SFT validates on the
+first 64) and 200 test scenes (the reported figures)."""
 MODEL = Path("checkpoints/tiny-qwen2_5_vl")
 BASE = Path("checkpoints/tiny-qwen2_5_vl-grounding")
 """The base the demo starts from (shipped; ``make demo-base`` rebuilds it from :data:`MODEL`)."""
-CHECKPOINTS = Path("checkpoints/demo_sft")
+SFT_LAST = Path("checkpoints/demo_sft/last.ckpt")
+GRPO_LAST = Path("checkpoints/demo_grpo/last.ckpt")
 OUT = Path("runs/demo")
-REPORTED = ("mAP_full", "mAP_rare", "mAP_non_rare", "mean_max_recall", "parse_rate", "format_rate", "pairs_per_image")
+REPORTED = ("mAP_full", "mAP_full_rank", "mAP_rare", "mAP_non_rare", "mean_max_recall", "parse_rate", "format_rate",
+            "pairs_per_image", "truncation_rate", "reward", "reward/recall", "reward/precision")
+"""Rows of the table and keys of each stage in ``metrics.json`` (``mAP_full_rank``: Full mAP of the
+same answers ranked by HOI-R1's ``rank`` scores; ``reward``: mean total reward of the greedy answers)."""
+STAGES = ("base", "sft", "grpo")
 
 
-def main(argv: list[str] | None = None) -> int:
-    fit_overrides = list(sys.argv[1:] if argv is None else argv)
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parse(argv)
     start = time.perf_counter()
     OUT.mkdir(parents=True, exist_ok=True)
-    _step("synthetic world", lambda: ensure_world(WORLD, WORLD_ARGS))
+    _step("synthetic world", lambda: ensure_world(WORLD, tuple(args.world) or WORLD_ARGS))
     _step("base model", _check_base)
-    before = _step("evaluate before training", lambda: _test([]))
-    _step("SFT", lambda: _cli(["fit", "--config", CONFIG, *fit_overrides]))
-    last = CHECKPOINTS / "last.ckpt"
-    after = _step("evaluate after training", lambda: _test(["--ckpt_path", str(last)]))
-    _step("predict held-out images", lambda: _predict(last))
-    table = _table(before, after)
+    results = {"base": _step("evaluate the base", lambda: evaluate(["--model.init_args.init_from_checkpoint", "null"]))}
+    _step("SFT", lambda: _cli(["fit", "--config", SFT_CONFIG, *shlex.split(args.sft)]))
+    results["sft"] = _step("evaluate after SFT", lambda: evaluate([
+        "--model.init_args.init_from_checkpoint", str(SFT_LAST)]))
+    _step("GRPO", lambda: _cli(["fit", "--config", SFT_CONFIG, "--config", GRPO_CONFIG,
+                                "--model.init_args.init_from_checkpoint", str(SFT_LAST), *shlex.split(args.grpo)]))
+    results["grpo"] = _step("evaluate after GRPO", lambda: evaluate(["--ckpt_path", str(GRPO_LAST)]))
+    _step("predict held-out images", lambda: _predict(GRPO_LAST))
+    table = format_table(results)
     print("\n" + table)
-    (OUT / "metrics.json").write_text(json.dumps({"before": before, "after": after}, indent=1) + "\n")
+    (OUT / "metrics.json").write_text(json.dumps(results, indent=1) + "\n")
     minutes = (time.perf_counter() - start) / 60
     print(f"\ndemo finished in {minutes:.1f} min; TensorBoard: tensorboard --logdir runs; "
-          f"predictions: {OUT / 'predictions.png'}")
+          f"metrics: {OUT / 'metrics.json'}; predictions: {OUT / 'predictions.png'}")
     return 0
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m hoi_r1.demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--sft", default="", help="extra arguments of the SFT `hoi-r1 fit` (one quoted string)")
+    parser.add_argument("--grpo", default="", help="extra arguments of the GRPO `hoi-r1 fit` (one quoted string)")
+    parser.add_argument("--world", nargs=argparse.REMAINDER, default=[],
+                        help=f"`hoi-r1 synth` arguments instead of {' '.join(WORLD_ARGS)} (last option)")
+    return parser.parse_args(argv)
 
 
 def _step(title: str, fn):
@@ -81,7 +111,7 @@ def _world_matches(folder: Path, args: list[str]) -> bool:
     from hoi_r1.readers.synthetic import parse_world_args, world_config_dict
 
     stored = folder / "world.json"
-    if not (stored.exists() and (folder / "train.json").exists() and (folder / "test.json").exists()):
+    if not (stored.exists() and all((folder / f"{split}.json").exists() for split in ("train", "val", "test"))):
         return False
     return json.loads(stored.read_text()) == world_config_dict(parse_world_args(args)[1])
 
@@ -92,32 +122,32 @@ def _check_base() -> None:
     print(f"using {BASE} (grounding-pretrained tiny Qwen2.5-VL)")
 
 
-def _ensure_model() -> None:
-    from hoi_r1.cli import main as cli
-
-    if (MODEL / "config.json").exists():
-        print(f"using {MODEL}")
-        return
-    cli(["tiny-model", "--out", str(MODEL)])
-
-
 def _cli(args: list[str]):
     from hoi_r1.cli import cli_main
 
     return cli_main(args)
 
 
-def _test(extra: list[str]) -> dict[str, float]:
-    cli = _cli(["test", "--config", CONFIG, "--trainer.logger", "false", "--trainer.default_root_dir", str(OUT), *extra])
-    metrics = cli.trainer.callback_metrics
-    return {k: float(metrics[f"test/{k}"]) for k in REPORTED if f"test/{k}" in metrics}
+def evaluate(model_args: list[str]) -> dict[str, float]:
+    """``hoi-r1 test`` with the GRPO config (so the rewards of the greedy answers are logged) on the
+    held-out scenes, once with the configured scores and once with ``rank`` scores."""
+    common = ["test", "--config", SFT_CONFIG, "--config", GRPO_CONFIG, "--trainer.logger", "false",
+              "--trainer.default_root_dir", str(OUT), *model_args]
+    out = _metrics(_cli(common))
+    out["mAP_full_rank"] = _metrics(_cli([*common, "--model.init_args.evaluation.scores", "rank"]))["mAP_full"]
+    return {k: out[k] for k in REPORTED if k in out}
+
+
+def _metrics(cli) -> dict[str, float]:
+    return {k.removeprefix("test/"): float(v) for k, v in cli.trainer.callback_metrics.items()
+            if k.startswith("test/") and v.numel() == 1}
 
 
 def _predict(checkpoint: Path) -> None:
     from PIL import Image
 
-    _cli(["predict", "--config", CONFIG, "--config", PREDICT_CONFIG, "--ckpt_path", str(checkpoint),
-          "--data.predict_limit", "8", "--trainer.default_root_dir", str(OUT)])
+    _cli(["predict", "--config", SFT_CONFIG, "--config", GRPO_CONFIG, "--config", PREDICT_CONFIG,
+          "--ckpt_path", str(checkpoint), "--data.predict_limit", "8", "--trainer.default_root_dir", str(OUT)])
     drawn = sorted((OUT / "predictions").glob("*.png"))[:8]
     if not drawn:
         return
@@ -129,12 +159,21 @@ def _predict(checkpoint: Path) -> None:
     sheet.resize((sheet.width * 2, sheet.height * 2), Image.NEAREST).save(OUT / "predictions.png")
 
 
-def _table(before: dict[str, float], after: dict[str, float]) -> str:
-    rows = [f"{'held-out synthetic scenes':<26}{'before':>10}{'after':>10}"]
+def format_table(results: dict[str, dict[str, float]]) -> str:
+    """One row per reported figure, one column per stage (rates, recall and mAP in percent).
+
+    >>> print(format_table({"base": {"mAP_full": 0.0}, "sft": {"mAP_full": 0.389}, "grpo": {"mAP_full": 0.42}}))
+    held-out synthetic scenes       base       sft      grpo
+    mAP_full                        0.00     38.90     42.00
+    """
+    stages = [s for s in STAGES if s in results]
+    rows = [f"{'held-out synthetic scenes':<26}" + "".join(f"{s:>10}" for s in stages)]
     for key in REPORTED:
-        b, a = before.get(key, float("nan")), after.get(key, float("nan"))
-        scale = 100 if key.startswith("mAP") or key.endswith("rate") or key == "mean_max_recall" else 1
-        rows.append(f"{key:<26}{b * scale:>10.2f}{a * scale:>10.2f}")
+        if not any(key in results[s] for s in stages):
+            continue
+        percent = key.startswith(("mAP", "mean_max_recall")) or key.endswith("rate")
+        values = [results[s].get(key, float("nan")) * (100 if percent else 1) for s in stages]
+        rows.append(f"{key:<26}" + "".join(f"{v:>10.2f}" for v in values))
     return "\n".join(rows)
 
 

@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from hoi_r1.demo import WORLD_KNOBS, _cli, _ensure_model, _step, ensure_world
+from hoi_r1.demo import MODEL, WORLD_KNOBS, _cli, _step, ensure_world
 
 BASE = Path("checkpoints/tiny-qwen2_5_vl-grounding")
 CONFIG = ("configs/demo_sft.yaml", "configs/demo_grounding.yaml")
@@ -39,6 +39,15 @@ def main(argv: list[str] | None = None) -> int:
     _step("export", _export)
     print(f"\nbase model in {BASE} after {(time.perf_counter() - start) / 60:.1f} min")
     return 0
+
+
+def _ensure_model() -> None:
+    if (MODEL / "config.json").exists():
+        print(f"using {MODEL}")
+        return
+    from hoi_r1.cli import main as cli
+
+    cli(["tiny-model", "--out", str(MODEL)])
 
 
 def _export() -> None:

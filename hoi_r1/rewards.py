@@ -19,6 +19,15 @@ element — so that both extra and missed pairs cost:
   (a repair was needed, or the list was longer than the parser reads); 1 for an empty list.
 * ``label``: ``(1/N) Σ_matched [0.5 (object class right) + 0.5 Jaccard(verb sets)]``.
 * ``iou``: ``(1/N) Σ_matched (IoU_h + IoU_o) / 2``.
+* ``recall`` and ``precision``: the metric's own hit rule, triplet by triplet. Each (element,
+  verb) of the answer is one detection, exactly as the metric receives it
+  (:func:`hoi_r1.answer.to_metric_preds`); a detection is a *hit* when the metric's matcher
+  (:func:`hoi_r1.matching.greedy_match`, ``hico_official`` rule: same interaction class, human
+  and object IoU both ≥ 0.5 in the +1-pixel convention, best ground-truth pair, no fall-back,
+  earlier in the answer first) gives it a ground-truth pair. ``recall`` = hits / ground-truth
+  triplets, ``precision`` = hits / detections written (a verb that is no class of the object
+  counts as written and missed). They pay exactly where HOI-mAP pays: a box at IoU 0.49, a wrong
+  object or a wrong verb earns nothing, and a duplicate is a false detection.
 
 Every assigned pair counts, also one without overlap: early in training the boxes are poor and
 the label reward still tells the model which classes the image holds. When both the answer and
@@ -34,12 +43,12 @@ out of the sum (TRL's ``nansum``), or NaN when every reward is ``None``.
 >>> from hoi_r1.vocab import HOIVocabulary
 >>> vocab = HOIVocabulary.open(["ride", "hold"], ["person", "bicycle"])
 >>> s = HOISample(0, "a.jpg", "a.jpg", 100, 100, human_boxes=[[0, 0, 50, 100]],
-...               object_boxes=[[0, 50, 100, 100]], object_labels=[1], pairs=[[0, 0, 0, 0]])
+...               object_boxes=[[0, 50, 100, 100]], object_labels=[1], pairs=[[0, 0, 0, vocab.interaction_id(0, 1)]])
 >>> t = RewardTarget(s, Frame("absolute_original", (100, 100), (100, 100)), vocab)
 >>> text = ('<think>one rider</think><answer>[{"human": [0, 0, 50, 100], "object": [0, 50, 100, 100], '
 ...         '"object class": "bicycle", "verb class": ["ride", "hold"]}]</answer>')
->>> [REWARDS[name]([text], [t])[0] for name in ("format", "keys", "label", "iou")]
-[1.0, 1.0, 0.75, 1.0]
+>>> [REWARDS[name]([text], [t])[0] for name in ("format", "keys", "label", "iou", "recall", "precision")]
+[1.0, 1.0, 0.75, 1.0, 1.0, 0.5]
 >>> score_completions([text], [t], RewardWeights(keys=0.0)).total
 [2.75]
 """
@@ -54,10 +63,10 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from hoi_r1.answer import ParsedAnswer, parse_answer
+from hoi_r1.answer import ParsedAnswer, parse_answer, to_metric_preds
 from hoi_r1.boxes import valid_boxes
 from hoi_r1.frames import Frame
-from hoi_r1.matching import hungarian_pairs
+from hoi_r1.matching import greedy_match, hungarian_pairs
 from hoi_r1.sample import HOISample
 from hoi_r1.vocab import HOIVocabulary
 
@@ -146,12 +155,16 @@ class RewardWeights(NamedWeights):
         keys: weight of ``keys`` (share of fully valid answer elements).
         label: weight of ``label`` (object class and verb-set agreement of matched pairs).
         iou: weight of ``iou`` (box IoU of matched pairs).
+        recall: weight of ``recall`` (ground-truth triplets hit by the metric's rule).
+        precision: weight of ``precision`` (written triplets that are hits).
     """
 
     format: float = 1.0
     keys: float = 1.0
     label: float = 1.0
     iou: float = 1.0
+    recall: float = 0.0
+    precision: float = 0.0
 
 
 
@@ -195,6 +208,35 @@ class JudgedAnswer:
         object_right = np.asarray(pred_objects)[p] == np.asarray(gt.object_labels)[g]
         jaccard = np.array([_jaccard(set(pred_verbs[i]), gt.verbs[j]) for i, j in zip(p, g)])
         return PairMatch(n, iou_h.numpy(), iou_o.numpy(), object_right, jaccard)
+
+
+    @cached_property
+    def hits(self) -> "TripletHits":
+        """Triplet hits under the metric's rule (``hico_official``: :func:`~hoi_r1.matching.greedy_match`)."""
+        sample, vocab = self.target.sample, self.target.vocab
+        written = sum(len(t.verb_ids) for t in self.parsed.triplets)
+        truth = sample.num_pairs if sample is not None else 0
+        if sample is None or not written or not truth:
+            return TripletHits(0, written, truth)
+        det = to_metric_preds(self.parsed, vocab, sample.image_id)
+        gt_h, gt_o = sample.pair_boxes()
+        tp = greedy_match(det["hoi"], torch.arange(len(det["hoi"])), det["human_boxes"], det["object_boxes"],
+                          torch.from_numpy(sample.hoi_ids), torch.from_numpy(gt_h), torch.from_numpy(gt_o),
+                          threshold=HIT_IOU, convention="plus_one")
+        return TripletHits(int(tp.sum()), written, truth)
+
+
+@dataclass(frozen=True)
+class TripletHits:
+    """An answer's detections against the ground truth, triplet by triplet (the metric's unit)."""
+
+    hits: int  # detections the metric would count as true positives
+    written: int  # (element, verb) detections written, valid classes or not
+    truth: int  # ground-truth triplets (rows of HOISample.pairs)
+
+
+HIT_IOU = 0.5
+"""Human and object IoU a hit needs (HICO-DET's rule, ``≥``)."""
 
 
 AnswerReward = Callable[[JudgedAnswer], "float | None"]
@@ -244,11 +286,33 @@ def iou_score(answer: JudgedAnswer) -> float | None:
     return float(np.sum(0.5 * (m.iou_h + m.iou_o))) / m.num_units
 
 
+def recall_score(answer: JudgedAnswer) -> float | None:
+    """Share of ground-truth triplets hit under the metric's rule; ``None`` without ground truth.
+    An image without pairs scores 1 when the payload was read (there was nothing to find)."""
+    if answer.target.sample is None:
+        return None
+    h = answer.hits
+    return h.hits / h.truth if h.truth else float(answer.parsed.decoded)
+
+
+def precision_score(answer: JudgedAnswer) -> float | None:
+    """Share of written triplets that are hits; ``None`` without ground truth. An answer that
+    writes none scores 1 on an image without pairs (read as a list) and 0 otherwise."""
+    if answer.target.sample is None:
+        return None
+    h = answer.hits
+    if not h.written:
+        return float(answer.parsed.decoded and not h.truth)
+    return h.hits / h.written
+
+
 ANSWER_REWARDS: dict[str, AnswerReward] = {
     "format": format_score,
     "keys": keys_score,
     "label": label_score,
     "iou": iou_score,
+    "recall": recall_score,
+    "precision": precision_score,
 }
 """Reward name → pure function of one :class:`JudgedAnswer`."""
 

@@ -79,6 +79,15 @@ def test_style_options():
         PromptConfig(max_objects_listed=0)
 
 
+def test_the_contract_can_be_left_to_the_training_answers():
+    config = PromptConfig(task="Find pairs.", list_objects=False, list_verbs=False, thinking_guidance=False,
+                          describe_answer=False)
+    text = build_instruction(VOCAB, FRAME, config)
+    assert text == "Find pairs.\n\nThink it through inside <think> and </think>.\n\nThen answer inside <answer> and </answer>."
+    assert len(text) < len(build_instruction(VOCAB, FRAME, PromptConfig(task="Find pairs.", list_objects=False,
+                                                                        list_verbs=False, thinking_guidance=False))) / 3
+
+
 def test_the_example_layout_is_the_layout_the_parser_reads():
     text = build_instruction(VOCAB, FRAME)
     layout = text.split("Layout:\n", 1)[1]

@@ -156,8 +156,40 @@ _RESIZED_TARGET = RewardTarget(SAMPLE, _RESIZED, VOCAB)
 IOU_CASES[1] = ("rendered_resized", render_answer(SAMPLE, VOCAB, _RESIZED), _RESIZED_TARGET, "rounding",
                 "rendered in the resized frame; rounding costs < 5 % IoU")
 
+# The metric's hit rule, triplet by triplet (3 ground-truth triplets: ride + sit on the bicycle, eat at
+# the table). IoU in the +1-pixel convention: H0 spans 51 x 101 pixels, so a copy shifted right by
+# dx pixels has IoU (51 - dx) / (51 + dx): 0.5 exactly at dx = 17, 0.4956 at dx = 17.2.
+NEAR_MISS = [17.2, 0, 67.2, 100]
+EXACTLY_HALF = [17, 0, 67, 100]
+TRUNCATED = PERFECT[: PERFECT.index('"eat at"')]  # cut inside element B: only A is read
+RECALL_PRECISION_CASES = [  # (id, completion, target, recall, precision, why)
+    ("perfect", PERFECT, TARGET, 1.0, 1.0, "three triplets written, three hits"),
+    ("swapped_order", answer(B, A), TARGET, 1.0, 1.0, "order only decides who is matched first"),
+    ("one_missing", answer(A), TARGET, 2 / 3, 1.0, "pair B's triplet is missed; what is written is right"),
+    ("near_miss", answer(el(A, human=NEAR_MISS), B), TARGET, 1 / 3, 1 / 3,
+     "human IoU 0.4956 < 0.5: both of pair A's triplets miss, as in the metric"),
+    ("iou_exactly_half", answer(el(A, human=EXACTLY_HALF), B), TARGET, 1.0, 1.0, "IoU 0.5 is a hit (>=)"),
+    ("wrong_verb", answer(el(A, verb_class=["hold"]), B), TARGET, 1 / 3, 1 / 2,
+     "right boxes, wrong verb: 'hold bicycle' is a class but not this one"),
+    ("wrong_object", answer(A, el(B, object_class="bicycle")), TARGET, 2 / 3, 2 / 3,
+     "'eat at bicycle' is no class: written, never a hit"),
+    ("extra_verb", answer(el(A, verb_class=["ride", "sit on", "hold"]), B), TARGET, 1.0, 3 / 4,
+     "four triplets written, three hits"),
+    ("duplicate", answer(A, B, A), TARGET, 1.0, 3 / 5, "the repeated pair's triplets are false detections"),
+    ("truncated", TRUNCATED, TARGET, 2 / 3, 1.0, "the parser reads what was finished (pair A), like the metric"),
+    ("empty_answer", answer(), TARGET, 0.0, 0.0, "nothing written"),
+    ("garbage", "lorem ipsum", TARGET, 0.0, 0.0, "no answer"),
+    ("no_pairs_right", answer(), EMPTY_TARGET, 1.0, 1.0, "no ground truth and an empty list: rightly nothing"),
+    ("no_pairs_extra", answer(A), EMPTY_TARGET, 1.0, 0.0, "nothing to find; both written triplets are false"),
+    ("no_pairs_garbage", "lorem ipsum", EMPTY_TARGET, 0.0, 0.0, "no list was read"),
+    ("no_gt", PERFECT, NO_GT_TARGET, None, None, "without a sample the rewards do not apply"),
+]
+RECALL_CASES = [(c[0], c[1], c[2], c[3], c[5]) for c in RECALL_PRECISION_CASES]
+PRECISION_CASES = [(c[0], c[1], c[2], c[4], c[5]) for c in RECALL_PRECISION_CASES]
+
 CASES = [(name, *case) for name, cases in
-         (("format", FORMAT_CASES), ("keys", KEYS_CASES), ("label", LABEL_CASES), ("iou", IOU_CASES)) for case in cases]
+         (("format", FORMAT_CASES), ("keys", KEYS_CASES), ("label", LABEL_CASES), ("iou", IOU_CASES),
+          ("recall", RECALL_CASES), ("precision", PRECISION_CASES)) for case in cases]
 
 
 @pytest.mark.parametrize("reward, case, completion, target, expected, why", CASES,
@@ -172,12 +204,27 @@ def test_reward_table(reward, case, completion, target, expected, why):
         assert value == pytest.approx(expected, abs=1e-9), why
 
 
+def test_hits_are_the_metrics_true_positives():
+    """recall x truth = the true positives the metric itself marks for the same answer and image."""
+    from hoi_r1.answer import parse_answer, to_metric_preds
+    from hoi_r1.metric import HOIMeanAveragePrecision, targets_from_sample
+
+    for _, completion, target, recall, _, _ in RECALL_PRECISION_CASES:
+        if target is not TARGET:
+            continue
+        metric = HOIMeanAveragePrecision(VOCAB, protocol="hico_official")
+        preds = to_metric_preds(parse_answer(completion, VOCAB, FRAME), VOCAB, SAMPLE.image_id)
+        metric.update([preds], [targets_from_sample(SAMPLE)])
+        found = int(torch.cat(metric.det_tp).sum())
+        assert found == round(recall * 3), completion
+
+
 def test_score_completions_agrees_with_each_callable_and_weights_the_total():
     completions = [c for _, c, _, _, _ in LABEL_CASES]
     targets = [t for _, _, t, _, _ in LABEL_CASES]
     weights = RewardWeights(format=0.5, keys=0.0, label=2.0, iou=1.0)
     out = score_completions(completions, targets, weights)
-    assert list(out.per_reward) == ["format", "keys", "label", "iou"]
+    assert list(out.per_reward) == ["format", "keys", "label", "iou", "recall", "precision"]
     for name, values in out.per_reward.items():
         assert values == REWARDS[name](completions, targets)
     for i, total in enumerate(out.total):
@@ -210,7 +257,7 @@ def test_bad_inputs_are_refused_clearly():
 
 
 def test_registry_callables_are_named_for_logging():
-    assert {name: fn.__name__ for name, fn in REWARDS.items()} == {n: n for n in ("format", "keys", "label", "iou")}
+    assert {name: fn.__name__ for name, fn in REWARDS.items()} == {n: n for n in ("format", "keys", "label", "iou", "recall", "precision")}
     assert BOX_TOLERANCE * max(W, H) == 2.0  # the table's tolerance cases rely on it
 
 

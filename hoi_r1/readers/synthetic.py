@@ -67,6 +67,7 @@ class SyntheticWorldConfig:
         max_occlusion: with ``occlusion``, the largest share of a box another box may cover.
         num_train: training images.
         num_test: test images.
+        num_val: validation images (``val.json``, for choosing settings; never the test scenes).
         seed: the random seed; the same seed writes byte-identical files.
         zero_shot_holdout: keep the ``unseen_composition`` classes out of the training images.
         image_format: ``png`` (lossless, exact colours) or ``jpg``.
@@ -85,6 +86,7 @@ class SyntheticWorldConfig:
     max_occlusion: float = 0.25
     num_train: int = 2000
     num_test: int = 200
+    num_val: int = 64
     seed: int = 0
     zero_shot_holdout: bool = False
     image_format: Literal["png", "jpg"] = "png"
@@ -105,8 +107,8 @@ class SyntheticWorldConfig:
             problems.append(f"backgrounds must be a non-empty subset of (flat, noise, gradient, ramp): {self.backgrounds}")
         if not 0.0 <= self.max_occlusion < 1.0:
             problems.append(f"max_occlusion must be in [0, 1), found {self.max_occlusion}")
-        if self.num_train < 0 or self.num_test < 0 or self.max_attempts < 1:
-            problems.append("num_train, num_test must be >= 0 and max_attempts >= 1")
+        if min(self.num_train, self.num_test, self.num_val) < 0 or self.max_attempts < 1:
+            problems.append("num_train, num_test, num_val must be >= 0 and max_attempts >= 1")
         if self.image_format not in ("png", "jpg"):
             problems.append(f"image_format must be png or jpg, found {self.image_format!r}")
         if problems:
@@ -134,15 +136,20 @@ def scene_to_sample(scene: Scene, image_id: int, file_name: str, image_path: str
     )
 
 
+SPLIT_STREAMS = {"train": 0, "test": 1, "val": 2}
+"""Random stream of each split: image ``i`` of ``split`` draws from ``(seed, SPLIT_STREAMS[split], i)``."""
+
+
 def generate_split(
-    out_dir: str | Path, split: Literal["train", "test"], config: SyntheticWorldConfig
+    out_dir: str | Path, split: Literal["train", "test", "val"], config: SyntheticWorldConfig
 ) -> list[HOISample]:
     """Sample, render and save the images of one split; returns their samples. Image ``i``
-    uses the random stream ``(seed, split, i)``, so images do not depend on one another."""
+    uses the random stream ``(seed, split, i)``, so images do not depend on one another (and
+    adding a validation split leaves the training and test images as they were)."""
     from hoi_r1.readers.synthetic_render import render_scene
 
     out_dir = Path(out_dir)
-    count = config.num_train if split == "train" else config.num_test
+    count = {"train": config.num_train, "test": config.num_test, "val": config.num_val}[split]
     vocab = synthetic_vocabulary()
     unseen = set(vocab.zero_shot["unseen_composition"])
     held_out = unseen if split == "train" and config.zero_shot_holdout else set()
@@ -150,7 +157,7 @@ def generate_split(
     (out_dir / "images" / split).mkdir(parents=True, exist_ok=True)
     samples = []
     for i in range(count):
-        rng = np.random.default_rng([config.seed, 0 if split == "train" else 1, i])
+        rng = np.random.default_rng([config.seed, SPLIT_STREAMS[split], i])
         scene = sample_scene(rng, config, allowed)
         file_name = f"images/{split}/synthetic_{split}_{i:06d}.{config.image_format}"
         image = render_scene(scene)
@@ -163,8 +170,8 @@ def generate_split(
 
 
 def generate_world(out_dir: str | Path, config: SyntheticWorldConfig | None = None) -> Path:
-    """Write the synthetic dataset to ``out_dir`` and return ``out_dir``: ``images/{train,test}/``,
-    ``train.json`` / ``test.json`` (PPDM/QPIC JSON), ``corre.npy`` (verb x object validity) and
+    """Write the synthetic dataset to ``out_dir`` and return ``out_dir``: ``images/{train,val,test}/``,
+    ``train.json`` / ``val.json`` / ``test.json`` (PPDM/QPIC JSON), ``corre.npy`` (verb x object validity) and
     ``vocabulary.json`` (rare classes from the training counts), and ``world.json`` (the
     config, :func:`world_config_dict`: tells a reused folder's knobs). Read it back with
     :func:`hoi_r1.readers.read_annotations` on ``out_dir / "train.json"``."""
@@ -175,9 +182,11 @@ def generate_world(out_dir: str | Path, config: SyntheticWorldConfig | None = No
     out_dir = Path(out_dir)
     train = generate_split(out_dir, "train", config)
     test = generate_split(out_dir, "test", config)
+    val = generate_split(out_dir, "val", config)
     vocab = synthetic_vocabulary(dict(count_pairs(int(c) for s in train for c in s.hoi_ids)))
     write_hico_json(train, vocab, out_dir / "train.json", with_hoi_category=True)
     write_hico_json(test, vocab, out_dir / "test.json", with_hoi_category=False)
+    write_hico_json(val, vocab, out_dir / "val.json", with_hoi_category=False)
     write_validity_npy(vocab, out_dir / "corre.npy")
     vocab.to_json(out_dir / "vocabulary.json")
     (out_dir / "world.json").write_text(json.dumps(world_config_dict(config), indent=1) + "\n")
@@ -207,6 +216,7 @@ def parse_world_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namesp
     parser.add_argument("--out", default="data/synthetic", help="output folder (default: %(default)s)")
     parser.add_argument("--num-train", type=int, default=d.num_train, help="training images (default: %(default)s)")
     parser.add_argument("--num-test", type=int, default=d.num_test, help="test images (default: %(default)s)")
+    parser.add_argument("--num-val", type=int, default=d.num_val, help="validation images (default: %(default)s)")
     parser.add_argument("--image-size", type=int, default=d.image_size, help="image width (default: %(default)s)")
     parser.add_argument("--image-height", type=int, default=None, help="image height (default: square)")
     parser.add_argument("--seed", type=int, default=d.seed, help="random seed (default: %(default)s)")
@@ -226,7 +236,7 @@ def parse_world_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namesp
             image_size=args.image_size, image_height=args.image_height, min_people=args.min_people,
             max_people=args.max_people, min_objects=args.min_objects, max_objects=args.max_objects,
             grid=args.grid, backgrounds=tuple(args.backgrounds), occlusion=not args.no_occlusion,
-            max_occlusion=args.max_occlusion, num_train=args.num_train, num_test=args.num_test,
+            max_occlusion=args.max_occlusion, num_train=args.num_train, num_test=args.num_test, num_val=args.num_val,
             seed=args.seed, zero_shot_holdout=args.zero_shot_holdout, image_format=args.image_format,
         )
     except ValueError as e:
@@ -239,7 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, config = parse_world_args(argv)
     start = time.perf_counter()
     out = generate_world(args.out, config)
-    print(f"wrote {config.num_train} train + {config.num_test} test images to {out} "
+    print(f"wrote {config.num_train} train + {config.num_val} val + {config.num_test} test images to {out} "
           f"in {time.perf_counter() - start:.1f} s")
     return 0
 
