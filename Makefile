@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-base test bench clean
+.PHONY: install demo demo-base test test-slow bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ demo-base: install   # rebuilds the shipped checkpoints/tiny-qwen2_5_vl-groundin
 
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-slow: install   # opt-in long tests (`-m slow`): the GRPO learning check
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 bench: install
 	$(BIN)/python -m benchmarks.run_all

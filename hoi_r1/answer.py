@@ -156,12 +156,19 @@ class ParsedAnswer:
 
 
 # ===================================================================== rendering
+ReasoningStyle = Literal["verbs", "pairs"]
+"""What :func:`default_reasoning` writes: ``verbs`` names each pair's verbs in the reasoning
+(before any box is written); ``pairs`` names the people and objects only, so each pair's verbs
+are first written in the answer, after its two boxes."""
+
+
 def render_answer(
     sample: HOISample,
     vocab: HOIVocabulary,
     frame: Frame,
     reasoning: str | None = None,
     names: Literal["spaces", "vocabulary"] = "spaces",
+    reasoning_style: ReasoningStyle = "verbs",
 ) -> str:
     """The answer text of ``sample``: one element per distinct (human, object) pair.
 
@@ -172,6 +179,7 @@ def render_answer(
         reasoning: text inside ``<think>``; ``None`` writes :func:`default_reasoning`.
         names: ``spaces`` writes names with underscores replaced by spaces (HOI-R1's prompt
             spelling); ``vocabulary`` writes them as the vocabulary has them.
+        reasoning_style: what :func:`default_reasoning` writes when ``reasoning`` is ``None``.
 
     >>> from hoi_r1.vocab import HOIVocabulary
     >>> vocab = HOIVocabulary.open(["ride", "sit_on"], ["person", "bicycle"])
@@ -185,7 +193,7 @@ def render_answer(
             f"{sample.file_name}: frame original_size {frame.original_size} is not the image size "
             f"{(sample.width, sample.height)}"
         )
-    reasoning = default_reasoning(sample, vocab) if reasoning is None else reasoning
+    reasoning = default_reasoning(sample, vocab, reasoning_style) if reasoning is None else reasoning
     for tag in (THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE):
         if tag in reasoning:
             raise ValueError(f"{sample.file_name}: reasoning must not contain the tag {tag}")
@@ -205,8 +213,9 @@ def render_answer(
     return f"{THINK_OPEN}{reasoning}{THINK_CLOSE}{ANSWER_OPEN}{json.dumps(elements)}{ANSWER_CLOSE}"
 
 
-def default_reasoning(sample: HOISample, vocab: HOIVocabulary) -> str:
-    """A short, deterministic description of the target used when no teacher reasoning exists.
+def default_reasoning(sample: HOISample, vocab: HOIVocabulary, style: ReasoningStyle = "verbs") -> str:
+    """A short, deterministic description of the target used when no teacher reasoning exists
+    (``style``: :data:`ReasoningStyle`).
 
     >>> from hoi_r1.vocab import HOIVocabulary
     >>> vocab = HOIVocabulary.open(["ride", "sit_on"], ["person", "bicycle"])
@@ -214,6 +223,8 @@ def default_reasoning(sample: HOISample, vocab: HOIVocabulary) -> str:
     ...               object_boxes=[[5, 40, 90, 79]], object_labels=[1], pairs=[[0, 0, 0, 2], [0, 0, 1, 3]])
     >>> default_reasoning(s, vocab)
     'I see 1 person interacting with objects. Person 1 with the bicycle: ride, sit on.'
+    >>> default_reasoning(s, vocab, "pairs")
+    'I see 1 person interacting with objects. Person 1 with the bicycle.'
     """
     groups = sample.grouped_pairs()
     if not groups:
@@ -222,11 +233,13 @@ def default_reasoning(sample: HOISample, vocab: HOIVocabulary) -> str:
     for h, _, _ in groups:
         order.setdefault(h, len(order) + 1)
     people = f"{len(order)} person" if len(order) == 1 else f"{len(order)} people"
-    parts = [
-        f"Person {order[h]} with the {_spaced(vocab.objects[int(sample.object_labels[o])])}: "
-        f"{', '.join(_spaced(vocab.verbs[v]) for v in verbs)}."
-        for h, o, verbs in groups
-    ]
+    if style not in ("verbs", "pairs"):
+        raise ValueError(f"reasoning style must be 'verbs' or 'pairs', found {style!r}")
+    named = [f"Person {order[h]} with the {_spaced(vocab.objects[int(sample.object_labels[o])])}" for h, o, _ in groups]
+    if style == "pairs":
+        parts = [f"{n}." for n in named]
+    else:
+        parts = [f"{n}: {', '.join(_spaced(vocab.verbs[v]) for v in verbs)}." for n, (_, _, verbs) in zip(named, groups)]
     return f"I see {people} interacting with objects. " + " ".join(parts)
 
 

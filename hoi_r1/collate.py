@@ -16,7 +16,7 @@ from typing import Literal
 
 import torch
 
-from hoi_r1.answer import render_answer
+from hoi_r1.answer import ReasoningStyle, render_answer
 from hoi_r1.frames import Frame, FrameKind
 from hoi_r1.grounding import build_grounding_instruction, render_grounding_answer
 from hoi_r1.image_dataset import ImageItem
@@ -87,11 +87,15 @@ class SFTCollator(_Collator):
         frame_kind: coordinate frame of boxes in the text.
         max_length: longest conversation in tokens; longer ones are left out and counted.
         task: ``hoi`` (the HOI answer) or ``grounding`` (every person and object with its box).
+        reasoning_style: what the ``<think>`` block of a target says when the sample has no
+            reasoning of its own (:data:`hoi_r1.answer.ReasoningStyle`).
     """
 
-    def __init__(self, processor, vocab, prompt, frame_kind, max_length: int = 4096, task: Task = "hoi") -> None:
+    def __init__(self, processor, vocab, prompt, frame_kind, max_length: int = 4096, task: Task = "hoi",
+                 reasoning_style: ReasoningStyle = "verbs") -> None:
         super().__init__(processor, vocab, prompt, frame_kind, task)
         self.max_length = max_length
+        self.reasoning_style = reasoning_style
         self.too_long = 0
         self._assistant = AssistantTokens(processor.tokenizer)
 
@@ -127,7 +131,8 @@ class SFTCollator(_Collator):
         if self.task == "grounding":
             answer = render_grounding_answer(item.sample, self.vocab, frame)
         else:
-            answer = render_answer(item.sample, self.vocab, frame, reasoning=item.reasoning)
+            answer = render_answer(item.sample, self.vocab, frame, reasoning=item.reasoning,
+                                   reasoning_style=self.reasoning_style)
         messages = build_messages(instruction, answer=answer)
         text = self.processor.apply_chat_template(messages, tokenize=False)
         return _Conversation(item, frame, text)

@@ -22,6 +22,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from hoi_r1.answer import ReasoningStyle
 from hoi_r1.collate import GenerationCollator, SFTCollator, Task
 from hoi_r1.frames import FrameKind
 from hoi_r1.image_dataset import HOIImageDataset, image_folder_samples, read_reasonings
@@ -85,6 +86,10 @@ class HOIDataModule(L.LightningDataModule):
         prompt: prompt options.
         reasoning_file: JSONL of ``{"file_name": ..., "reasoning": ...}`` (thinking distillation);
             its texts go inside ``<think>`` of the SFT targets.
+        reasoning_style: the ``<think>`` text of SFT targets without a reasoning of their own:
+            ``verbs`` names every pair's verbs there, before any box; ``pairs`` names the people
+            and objects only, so each pair's verbs are written after its boxes (docs/demo.md: the
+            demo's tiny model, +16 Full mAP).
         cold_start_file: JSONL of tool-using traces (``hoi-r1 cold-start``) for ``task: tools``:
             the OV-HOI cold-start SFT (labels on the assistant turns, tool turns masked).
         max_length: longest SFT sequence in tokens; longer samples are left out and counted.
@@ -116,6 +121,7 @@ class HOIDataModule(L.LightningDataModule):
         max_pixels: int | None = None,
         prompt: PromptConfig | None = None,
         reasoning_file: str | None = None,
+        reasoning_style: ReasoningStyle = "verbs",
         cold_start_file: str | None = None,
         max_length: int = 4096,
         batch_size: int = 4,
@@ -239,7 +245,7 @@ class HOIDataModule(L.LightningDataModule):
     def sft_collator(self) -> SFTCollator:
         return SFTCollator(
             self.processor, self.vocab, self.prompt, self.hparams.coordinate_frame,
-            max_length=self.hparams.max_length, task=self.hparams.task,
+            max_length=self.hparams.max_length, task=self.hparams.task, reasoning_style=self.hparams.reasoning_style,
         )
 
     def generation_collator(self, split: str | None = None) -> GenerationCollator:

@@ -136,6 +136,20 @@ def test_reasoning_file_goes_inside_think(tiny_model_dir, synthetic_world, tmp_p
     assert dm.processor.tokenizer.decode(labels[labels != -100]).startswith("<think>Zebra reasoning.</think>")
 
 
+@pytest.mark.parametrize("style", ["verbs", "pairs"])
+def test_reasoning_style_decides_where_verbs_are_first_written(tiny_model_dir, synthetic_world, style):
+    dm = HOIDataModule(processor=str(tiny_model_dir), train=SplitFiles(str(synthetic_world / "train.json")),
+                       reasoning_style=style)
+    dm.setup("fit")
+    item = next(it for it in (dm.datasets["train"][i] for i in range(len(dm.datasets["train"]))) if it.sample.num_pairs)
+    labels = dm.sft_collator()([item])["labels"][0]
+    target = dm.processor.tokenizer.decode(labels[labels != -100])
+    thinking = target.split("</think>")[0]
+    verb = dm.vocab.verbs[int(item.sample.pairs[0, 2])].replace("_", " ")
+    assert (f": {verb}" in thinking) == (style == "verbs"), thinking
+    assert f'"verb class": ["{verb}' in target.replace("_", " ")  # the answer always names them
+
+
 def test_bad_reasoning_file_names_the_line(tmp_path):
     path = tmp_path / "r.jsonl"
     path.write_text('{"file_name": "a.png", "reasoning": "x"}\n{"file_name": 3}\n')
