@@ -425,6 +425,12 @@ class GRPOModule(HOIModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
+        weights = checkpoint.get("state_dict") or {}
+        frozen_copy = [k for k in weights if k.startswith("reference.")]
+        if self.reference is None and frozen_copy:  # a β > 0 run's frozen reference: only training with β > 0 needs it
+            for k in frozen_copy:
+                del weights[k]
+            log.info("left out the checkpoint's frozen reference policy (%d tensors): this module has β = 0", len(frozen_copy))
         state = checkpoint.get("grpo") or {}
         if state.get("buffer") is not None:
             self._buffer = RolloutBuffer.from_state_dict(state["buffer"])

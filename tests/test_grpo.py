@@ -117,6 +117,12 @@ def test_full_fine_tuning_keeps_a_frozen_reference_in_checkpoints(tiny_model_dir
     assert any(k.startswith("reference.") for k in checkpoint["state_dict"])
     assert {"buffer", "rollout_rng"} <= set(checkpoint["grpo"])
     assert {"torch", "python", "numpy"} <= set(checkpoint["rng_states"])
+    # evaluating that checkpoint with β = 0 (no reference built) loads the policy and leaves the copy out
+    plain = _module(tiny_model_dir, beta=0.0)
+    results = _trainer(tmp_path).test(plain, datamodule=_data(synthetic_world), ckpt_path=str(tmp_path / "g.ckpt"))
+    assert "test/mAP_full" in results[0]
+    trained = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
+    assert all(torch.equal(v, trained[k]) for k, v in plain.model.state_dict().items())
 
 
 @pytest.mark.parametrize(
