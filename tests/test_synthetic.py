@@ -31,7 +31,7 @@ from hoi_r1.readers.synthetic import (
 from hoi_r1.readers.synthetic_render import COLORS, RAMP_RANGE, render_scene, shape_mask
 
 PERSON = (40, 40, 64, 88)  # H = 48, W = 24, centre x = 52
-SMALL = dict(num_train=10, num_test=6)
+SMALL = dict(num_train=10, num_test=6, num_val=3)
 
 
 def _scenes(config: SyntheticWorldConfig, n: int, seed: int = 0) -> list[Scene]:
@@ -259,10 +259,21 @@ def test_same_seed_same_bytes(tmp_path):
     config = SyntheticWorldConfig(**SMALL, seed=11)
     a = _tree(generate_world(tmp_path / "a", config))
     b = _tree(generate_world(tmp_path / "b", config))
-    assert a.keys() == b.keys() and len(a) == 10 + 6 + 5
+    assert a.keys() == b.keys() and len(a) == 10 + 6 + 3 + 6  # images, 6 files (train/val/test json, ...)
     assert a == b
     c = _tree(generate_world(tmp_path / "c", SyntheticWorldConfig(**SMALL, seed=12)))
     assert c["train.json"] != a["train.json"]
+
+
+def test_the_validation_split_leaves_training_and_test_scenes_alone(tmp_path):
+    a = _tree(generate_world(tmp_path / "a", SyntheticWorldConfig(**{**SMALL, "num_val": 0}, seed=11)))
+    b = _tree(generate_world(tmp_path / "b", SyntheticWorldConfig(**SMALL, seed=11)))
+    assert {k for k in b if k.startswith("images/val/")} and not {k for k in a if k.startswith("images/val/")}
+    for name in [k for k in a if k.startswith(("images/train/", "images/test/"))] + ["train.json", "test.json"]:
+        assert a[name] == b[name], name
+    val, test = (read_annotations(tmp_path / "b" / f"{s}.json") for s in ("val", "test"))
+    assert len(val.samples) == 3 and val.samples[0].file_name.startswith("images/val/")
+    assert [s.human_boxes.tolist() for s in val.samples] != [s.human_boxes.tolist() for s in test.samples[:3]]
 
 
 def test_zero_shot_holdout(tmp_path):
@@ -280,7 +291,7 @@ def test_cli_writes_a_jpeg_world(tmp_path, capsys):
     argv = ["--out", str(out), "--num-train", "4", "--num-test", "2", "--image-size", "140", "--grid", "14",
             "--seed", "2", "--image-format", "jpg", "--no-occlusion", "--backgrounds", "flat", "gradient"]
     assert main(argv) == 0
-    assert "wrote 4 train + 2 test images" in capsys.readouterr().out
+    assert "wrote 4 train + 64 val + 2 test images" in capsys.readouterr().out
     data = read_annotations(out / "train.json", check_images=True)
     assert len(data.samples) == 4 and data.samples[0].file_name.endswith(".jpg")
     assert all(np.all(s.human_boxes % 14 == 0) for s in data.samples)
