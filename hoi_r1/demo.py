@@ -42,9 +42,8 @@ position-telling ``ramp`` background (``hoi-r1 synth`` defaults otherwise)."""
 WORLD_ARGS = ("--num-train", "8000", "--num-val", "200", *WORLD_KNOBS)
 """8,000 training scenes; 200 validation scenes (settings are chosen on them; SFT validates on the
 first 64) and 200 test scenes (the reported figures)."""
-MODEL = Path("checkpoints/tiny-qwen2_5_vl")
 BASE = Path("checkpoints/tiny-qwen2_5_vl-grounding")
-"""The base the demo starts from (shipped; ``make demo-base`` rebuilds it from :data:`MODEL`)."""
+"""The base the demo starts from (shipped; ``make demo-base`` rebuilds it, :mod:`hoi_r1.demo_base`)."""
 SFT_LAST = Path("checkpoints/demo_sft/last.ckpt")
 GRPO_LAST = Path("checkpoints/demo_grpo/last.ckpt")
 OUT = Path("runs/demo")

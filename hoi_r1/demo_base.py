@@ -19,9 +19,10 @@ import sys
 import time
 from pathlib import Path
 
-from hoi_r1.demo import MODEL, WORLD_KNOBS, _cli, _step, ensure_world
+from hoi_r1.demo import BASE, WORLD_KNOBS, _cli, _step, ensure_world
 
-BASE = Path("checkpoints/tiny-qwen2_5_vl-grounding")
+MODEL = Path("checkpoints/tiny-qwen2_5_vl")
+"""The tiny random Qwen2.5-VL the base is trained from (``hoi-r1 tiny-model``)."""
 CONFIG = ("configs/demo_sft.yaml", "configs/demo_grounding.yaml")
 WORLD = Path("data/synthetic_grounding")
 GROUNDING_WORLD_ARGS = (*WORLD_KNOBS, "--num-train", "6000", "--num-test", "64", "--seed", "1")

@@ -209,7 +209,6 @@ class JudgedAnswer:
         jaccard = np.array([_jaccard(set(pred_verbs[i]), gt.verbs[j]) for i, j in zip(p, g)])
         return PairMatch(n, iou_h.numpy(), iou_o.numpy(), object_right, jaccard)
 
-
     @cached_property
     def hits(self) -> "TripletHits":
         """Triplet hits under the metric's rule (``hico_official``: :func:`~hoi_r1.matching.greedy_match`)."""
