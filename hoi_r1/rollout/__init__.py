@@ -5,8 +5,9 @@ One interface (:class:`RolloutEngine`), two engines:
 * ``hf`` (:class:`hoi_r1.rollout.hf.HFRolloutEngine`): the training model's own ``generate``;
   CPU and GPU, nothing to install, nothing to synchronise.
 * ``vllm`` (:class:`hoi_r1.rollout.vllm.VLLMRolloutEngine`): a colocated ``vllm.LLM`` per rank
-  (GPU; ``pip install -e ".[vllm]"``), weights pushed after every optimizer step, optional
-  sleep mode between generations.
+  (GPU: ``pip install -e ".[vllm]"``; vLLM's CPU build for the tests: ``make test-vllm``),
+  weights pushed after every optimizer step (:mod:`hoi_r1.rollout.policy_weights`), optional
+  sleep mode between generations (GPU only).
 
 Both return :class:`~hoi_r1.generation.Completions` (``n`` per prompt, prompt-major), with the
 sampler's own per-token log-probabilities, and both block image placeholder tokens.

@@ -1,4 +1,4 @@
-"""The ``vllm`` rollout engine: a colocated ``vllm.LLM`` on each rank (GPU only).
+"""The ``vllm`` rollout engine: a colocated ``vllm.LLM`` on each rank (GPU; the CPU build for tests).
 
 How it works (GRPO_NOTES.md, "vLLM in the loop"; TRL 1.16's colocate mode for the facts):
 
@@ -13,25 +13,29 @@ How it works (GRPO_NOTES.md, "vLLM in the loop"; TRL 1.16's colocate mode for th
 3. **Weights**: the engine starts from the checkpoint on disk, so the module pushes the policy's
    weights before the first generation, after every optimizer step (lazily, before the next
    generation), after resuming, and after waking from sleep level 2 (which discards them);
-   :func:`policy_weights` yields them one tensor at a time under Hugging Face names (LoRA:
-   merge, push, unmerge).
+   :func:`~hoi_r1.rollout.policy_weights.policy_weights` yields them one tensor at a time under
+   Hugging Face names (LoRA merged out of place, the training weights untouched); the engine
+   loads them with vLLM's ``reload_weights`` and forgets its encoder and prefix caches
+   (:func:`~hoi_r1.rollout.vllm_compat.push_weights`).
 4. **Log-probs**: vLLM's processed log-probs (after temperature) come back with the tokens;
    GRPO can correct the sampler mismatch with truncated importance weights
-   (:func:`hoi_r1.grpo_loss.truncated_importance_weights`).
+   (:func:`hoi_r1.grpo_loss.truncated_importance_weights`). vLLM's log-probs are after top-k /
+   top-p, ours are not, so the correction refuses ``top_p < 1`` and ``top_k > 0``
+   (:func:`check_importance_sampling`).
 5. **Check**: :meth:`VLLMRolloutEngine.check_agreement` compares greedy HF and vLLM outputs on
    the first batch, once.
 
-Not run on this project's CI (no GPU, no vLLM): everything up to the vLLM calls is tested with a
-fake ``vllm`` module (``tests/test_rollout_vllm.py``); all version-specific calls are in
-:mod:`hoi_r1.rollout.vllm_compat`.
+Tested against a real vLLM (the CPU build, 0.32) with the tiny model by ``make test-vllm``
+(``tests/test_vllm_real.py``, marker ``vllm``; docs/vllm.md says what ran and what did not);
+the default suite only has the fake ``vllm`` module of ``tests/test_rollout_vllm.py``, which
+checks our side of the calls. All version-specific calls are in :mod:`hoi_r1.rollout.vllm_compat`.
 """
 
 from __future__ import annotations
 
 import os
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Iterator, Literal
+from typing import Literal
 
 import torch
 
@@ -49,20 +53,22 @@ class VLLMSettings:
 
     Args:
         gpu_memory_utilization: share of the GPU's memory vLLM may take (weights + KV cache);
-            the rest is the trainer's.
+            the rest is the trainer's. (vLLM's CPU build: the KV cache is sized by
+            ``VLLM_CPU_KVCACHE_SPACE`` GiB instead, 1 unless set.)
         max_model_len: longest prompt + completion in tokens (``None``: the model's).
         max_num_seqs: most sequences decoded at once (``None``: vLLM's default).
         max_num_batched_tokens: tokens per engine step (TRL uses 4096 to keep vLLM's memory
             profiler from over-reserving).
         dtype: weights and activations of the engine (``auto``: the checkpoint's).
         enable_sleep_mode: free vLLM's memory between generations (weights re-pushed after
-            waking from level 2).
+            waking from level 2). GPU only: refused on vLLM's CPU build.
         sleep_level: 1 keeps the weights in CPU memory, 2 discards them.
         enable_prefix_caching: share the KV cache of the G copies of a prompt.
         enforce_eager: no CUDA graphs (slower, less memory, quicker start).
         seed: base seed of vLLM's sampler (plus the rank).
         importance_correction: ``token`` / ``sequence``: multiply the policy loss by truncated
             importance weights ``min(exp(old - vllm), cap)``; ``none`` trusts vLLM's samples.
+            Needs ``top_p = 1`` and ``top_k = 0`` (vLLM's log-probs are after that filtering).
         importance_cap: the cap ``C`` of the importance weights.
         check_agreement: at the first generation, compare greedy HF and vLLM outputs.
         check_tokens: tokens compared by that check.
@@ -112,7 +118,9 @@ class VLLMRolloutEngine:
         for key, value in (("RANK", rank), ("LOCAL_RANK", local_rank), ("WORLD_SIZE", world_size)):
             os.environ[key] = str(value)
         os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", "29533")
+        # one process: any free port (two single-device runs on a machine must not collide);
+        # several ranks: the launcher's port, or one fixed default they all agree on
+        os.environ.setdefault("MASTER_PORT", str(_free_port()) if world_size == 1 else "29533")
         lo, hi, _ = pixel_limits(processor.image_processor)
         self.llm = vllm_compat.build_llm(
             self.vllm, name_or_path, dtype=settings.dtype, seed=settings.seed + rank,
@@ -127,6 +135,7 @@ class VLLMRolloutEngine:
 
     # ------------------------------------------------------------------ generation
     def generate(self, batch: dict, n: int, sampling: RolloutSampling) -> Completions:
+        check_importance_sampling(self.settings.importance_correction, sampling)
         prompts = self.prompts(batch)
         params = vllm_compat.sampling_params(
             self.vllm, n, temperature=sampling.temperature, top_p=sampling.top_p, top_k=sampling.top_k,
@@ -174,8 +183,7 @@ class VLLMRolloutEngine:
     def sync_weights(self, named_tensors) -> None:
         if self.asleep:
             self.wake()
-        vllm_compat.load_weights(self.llm, named_tensors)
-        vllm_compat.reset_caches(self.llm)
+        vllm_compat.push_weights(self.llm, named_tensors)
         self.weights_stale = False
 
     def sleep(self) -> None:
@@ -189,6 +197,34 @@ class VLLMRolloutEngine:
             self.asleep = False
             if self.settings.sleep_level == 2:
                 self.weights_stale = True  # level 2 discarded them; vLLM's reload_weights would read the disk
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def check_importance_sampling(correction: str, sampling: RolloutSampling) -> None:
+    """Importance correction compares vLLM's log-probs (after top-k / top-p) with the trainer's
+    (``log_softmax(logits / τ)``, unfiltered): refuse the sampling where the two differ.
+
+    >>> check_importance_sampling("token", RolloutSampling(8, top_p=1.0, top_k=0))
+    >>> check_importance_sampling("none", RolloutSampling(8, top_p=0.9))
+    >>> check_importance_sampling("token", RolloutSampling(8, top_k=20))
+    Traceback (most recent call last):
+    ...
+    ValueError: vllm.importance_correction='token' needs unfiltered sampling (rollout.top_p = 1, rollout.top_k = 0), found top_p=1.0, top_k=20: vLLM's log-probs are after top-k / top-p, the trainer's are not, so exp(old - vllm) would be biased; set importance_correction: none or drop the filtering
+    """
+    if correction == "none" or sampling.greedy or (sampling.top_p >= 1.0 and sampling.top_k <= 0):
+        return
+    raise ValueError(
+        f"vllm.importance_correction={correction!r} needs unfiltered sampling (rollout.top_p = 1, rollout.top_k = 0), "
+        f"found top_p={sampling.top_p}, top_k={sampling.top_k}: vLLM's log-probs are after top-k / top-p, the "
+        "trainer's are not, so exp(old - vllm) would be biased; set importance_correction: none or drop the filtering"
+    )
 
 
 def collapse_image_tokens(ids: list[int], image_pad_id: int) -> list[int]:
@@ -238,51 +274,3 @@ def _with_end(sample: vllm_compat.Sampled, end_ids: list[int]) -> vllm_compat.Sa
         return sample
     return vllm_compat.Sampled(sample.token_ids + [end_ids[0]], sample.logprobs + [float("nan")], False,
                                sample.prompt_token_ids)
-
-
-def policy_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
-    """The policy's weights under Hugging Face names, one tensor at a time.
-
-    peft models: the adapters are merged for the duration, the base names are restored
-    (``base_model.model.`` and ``.base_layer`` removed) and adapter tensors are skipped; the
-    adapters are unmerged when the iteration ends. DTensor parameters (FSDP2) are gathered one at
-    a time with ``full_tensor()``; DeepSpeed ZeRO-3 parameters with ``GatheredParameters``.
-    (FSDP1 needs ``summon_full_params`` per unit; not supported here: use FSDP2 or DeepSpeed.)
-    Each tensor is the parameter's own storage, valid until the next one is yielded (the engine
-    copies it at once): the adapters are unmerged in place when the iteration ends.
-    """
-    with _merged(model):
-        prefix = getattr(model, "prefix", None)  # "lora_" for peft LoRA models
-        for name, param in model.named_parameters():
-            if prefix and prefix in name:
-                continue
-            name = name.removeprefix("base_model.model.").replace(".base_layer", "")
-            name = name.replace("_checkpoint_wrapped_module.", "")
-            with _gathered(param):
-                data = param.data
-                if hasattr(data, "full_tensor"):
-                    data = data.full_tensor()
-                yield name, data
-
-
-@contextmanager
-def _merged(model):
-    is_peft = hasattr(model, "merge_adapter") and hasattr(model, "unmerge_adapter")
-    if is_peft:
-        model.merge_adapter()
-    try:
-        yield
-    finally:
-        if is_peft:
-            model.unmerge_adapter()
-
-
-@contextmanager
-def _gathered(param):
-    if hasattr(param, "ds_id"):  # DeepSpeed ZeRO-3 partitioned parameter
-        import deepspeed
-
-        with deepspeed.zero.GatheredParameters([param]):
-            yield
-    else:
-        yield
