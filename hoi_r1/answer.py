@@ -418,6 +418,18 @@ def _spaced(name: str) -> str:
 
 
 # ===================================================================== metric input
+def metric_rows(parsed: ParsedAnswer, vocab: HOIVocabulary) -> list[tuple[int, int, int]]:
+    """``(triplet index, verb position, interaction id)`` of each detection :func:`to_metric_preds`
+    makes, in its order: every (triplet, verb) whose (verb, object) is a class and whose score is finite."""
+    rows = []
+    for index, t in enumerate(parsed.triplets):
+        for position, verb in enumerate(t.verb_ids):
+            hoi = vocab.interaction_id(verb, t.object_id)
+            if hoi is not None and math.isfinite(t.score):
+                rows.append((index, position, hoi))
+    return rows
+
+
 def to_metric_preds(parsed: ParsedAnswer, vocab: HOIVocabulary, image_id: int) -> dict:
     """Metric-input predictions of one image: one row per (triplet, verb) whose (verb, object)
     is a class of ``vocab``, scored with the triplet's score (float64 boxes and scores).
@@ -430,16 +442,13 @@ def to_metric_preds(parsed: ParsedAnswer, vocab: HOIVocabulary, image_id: int) -
     ([0], [1], [0.5])
     """
     humans, objects, labels, hois, scores = [], [], [], [], []
-    for t in parsed.triplets:
-        for verb in t.verb_ids:
-            hoi = vocab.interaction_id(verb, t.object_id)
-            if hoi is None or not math.isfinite(t.score):
-                continue
-            humans.append(t.human_box)
-            objects.append(t.object_box)
-            labels.append(t.object_id)
-            hois.append(hoi)
-            scores.append(t.score)
+    for index, _, hoi in metric_rows(parsed, vocab):
+        t = parsed.triplets[index]
+        humans.append(t.human_box)
+        objects.append(t.object_box)
+        labels.append(t.object_id)
+        hois.append(hoi)
+        scores.append(t.score)
     return {
         "image_id": int(image_id),
         "human_boxes": torch.tensor(humans, dtype=torch.float64).reshape(-1, 4),

@@ -112,9 +112,18 @@ def generate(model, processor, batch: dict, settings: GenerationSettings) -> Com
 def char_offsets(tokenizer, token_ids: list[int]) -> list[tuple[int, int]]:
     """Character span of each token in the decoded text (for mapping label spans to tokens).
 
-    The text of the first ``i + 1`` tokens is decoded for each ``i``, so multi-byte characters
-    split across tokens land on the token that completes them.
+    Each token is decoded on its own; when those pieces join to the decoded text (plain ASCII
+    answers), the spans are their running lengths. Otherwise (a multi-byte character split across
+    tokens) the text of the first ``i + 1`` tokens is decoded for each ``i``, so such a character
+    lands on the token that completes it.
     """
+    pieces = tokenizer.batch_decode([[i] for i in token_ids], skip_special_tokens=True)
+    if "".join(pieces) == tokenizer.decode(token_ids, skip_special_tokens=True):
+        spans, end = [], 0
+        for piece in pieces:
+            spans.append((end, end + len(piece)))
+            end += len(piece)
+        return spans
     spans, prev = [], 0
     for i in range(len(token_ids)):
         end = len(tokenizer.decode(token_ids[: i + 1], skip_special_tokens=True))

@@ -45,7 +45,7 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from hoi_r1.detection_eval import EvaluationSettings, HOIEvaluation
-from hoi_r1.generation import Completions, GenerationSettings
+from hoi_r1.generation import Completions, GenerationSettings, char_offsets
 from hoi_r1.grpo_loss import LossType, ScaleRewards, clipped_policy_loss, group_advantages
 from hoi_r1.grpo_loss import truncated_importance_weights
 from hoi_r1.hoi_module import HOIModule
@@ -56,8 +56,10 @@ from hoi_r1.rollout import EngineKind, RolloutSampling, SamplingStream, build_en
 from hoi_r1.rollout.batch import RolloutBuffer
 from hoi_r1.rollout.logprobs import completion_logps
 from hoi_r1.rollout.stats import RewardAverages, completions_markdown, rollout_stats
-from hoi_r1.rollout.vllm import VLLMSettings, policy_weights
+from hoi_r1.rollout.policy_weights import policy_weights
+from hoi_r1.rollout.vllm import VLLMSettings, check_importance_sampling
 from hoi_r1.sampling import serve_of
+from hoi_r1.triplet_credit import answer_credits, group_triplet_advantages
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +95,9 @@ class GRPOLossSettings:
         kl_ratio_correction: multiply the KL term by ``ρ`` (TRL 1.16's ``use_bias_correction_kl``).
         scale_rewards: divide advantages by the std of the ``group``, the ``batch`` or ``none``.
         num_iterations: optimisation passes over each generation batch (``μ`` of GRPO).
+        triplet_credit: weight ``λ`` of the per-detection advantages added to the tokens of each
+            answer element (:mod:`hoi_r1.triplet_credit`); 0: every token gets its
+            completion's advantage (plain GRPO). Single-turn answers only.
         steps_per_generation: micro-batches one generation batch is cut into; ``None``: the
             trainer's ``accumulate_grad_batches`` (one optimizer step per generation batch).
             Must be a multiple of ``accumulate_grad_batches``.
@@ -105,6 +110,7 @@ class GRPOLossSettings:
     kl_ratio_correction: bool = False
     scale_rewards: ScaleRewards = "group"
     num_iterations: int = 1
+    triplet_credit: float = 0.0
     steps_per_generation: int | None = None
 
 
@@ -172,6 +178,8 @@ class GRPOModule(HOIModule):
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         if rollout.num_generations < 2:
             raise ValueError(f"rollout.num_generations must be >= 2 (a group), found {rollout.num_generations}")
+        if loss.triplet_credit < 0:
+            raise ValueError(f"loss.triplet_credit must be >= 0, found {loss.triplet_credit}")
         if loss.num_iterations < 1 or (loss.steps_per_generation is not None and loss.steps_per_generation < 1):
             raise ValueError("loss.num_iterations and loss.steps_per_generation must be >= 1")
         self.rollout = rollout
@@ -221,6 +229,9 @@ class GRPOModule(HOIModule):
                 f"loss.steps_per_generation={spg} must be a multiple of trainer.accumulate_grad_batches={acc}: "
                 "every optimizer step must use micro-batches of one generation batch"
             )
+        if self.engine_kind == "vllm":  # before the engine starts, not at the first generation
+            check_importance_sampling(self.vllm_settings.importance_correction, RolloutSampling(
+                self.rollout.max_completion_length, self.rollout.temperature, self.rollout.top_p, self.rollout.top_k))
         rows = self.datamodule.hparams.batch_size * self.rollout.num_generations
         if rows % spg:
             raise ValueError(
@@ -298,6 +309,13 @@ class GRPOModule(HOIModule):
         advantages, adv_stats = group_advantages(everyone, G, self.loss_settings.scale_rewards)
         n = total.numel()
         advantages = advantages[self.global_rank * n : (self.global_rank + 1) * n]
+        token_advantages = advantages
+        if self.loss_settings.triplet_credit > 0:  # per token: A_i + λ · triplet advantage
+            triplet = self._triplet_advantages(scores, completions)
+            token_advantages = advantages[:, None] + self.loss_settings.triplet_credit * triplet
+            credited = triplet != 0
+            self.log("train/triplet_advantage/abs_mean", triplet.abs().sum() / credited.sum().clamp(min=1),
+                     batch_size=len(completions.texts))
         ids, mask = completions.token_ids.to(self.device), completions.mask.to(self.device)
         tokens = self.trainer.strategy.reduce(mask.sum().float(), reduce_op="sum")  # over all ranks
         num_items = float(tokens) / self.trainer.world_size
@@ -305,7 +323,7 @@ class GRPOModule(HOIModule):
 
         buffer = RolloutBuffer(
             image_ids=[s.image_id for s in batch["samples"]], group_size=G, micro_batches=self.steps_per_generation,
-            completion_ids=ids, completion_mask=mask, advantages=advantages, num_items=num_items,
+            completion_ids=ids, completion_mask=mask, advantages=token_advantages, num_items=num_items,
             sampler_logp=completions.token_logprobs.to(self.device) if self.engine_kind == "vllm" else None,
             turns=completions.turns,
         )
@@ -317,6 +335,23 @@ class GRPOModule(HOIModule):
         self._log_rollout(scores, everyone, advantages, adv_stats, completions, batch, generated - start)
         self._generations += 1
         return buffer
+
+    def _triplet_advantages(self, scores: RewardBreakdown, completions: Completions) -> torch.Tensor:
+        """``(P·G, T)`` per-token triplet advantages of this rank's completions (its groups are whole)."""
+        if completions.turns is not None:
+            raise ValueError("loss.triplet_credit applies to single-turn answers, not to tool-using episodes")
+        tok = self.datamodule.processor.tokenizer
+        values = torch.full(completions.token_ids.shape, float("nan"))
+        parts = torch.full(completions.token_ids.shape, -1, dtype=torch.long)
+        credits = []
+        for row, (text, answer, ids, mask) in enumerate(zip(completions.texts, scores.answers,
+                                                            completions.token_ids, completions.mask)):
+            n = int(mask.sum())
+            row_values, row_parts, row_credits = answer_credits(text, answer, char_offsets(tok, ids[:n].tolist()))
+            values[row, :n] = torch.tensor(row_values, dtype=values.dtype)
+            parts[row, :n] = torch.tensor(row_parts, dtype=torch.long)
+            credits.append(row_credits)
+        return group_triplet_advantages(values, parts, credits, self.rollout.num_generations).to(self.device)
 
     def _sample(self, batch: dict, n: int, sampling: RolloutSampling) -> Completions:
         """``n`` completions per prompt (:class:`~hoi_r1.tool_grpo.ToolGRPOModule`: whole episodes)."""
@@ -360,6 +395,8 @@ class GRPOModule(HOIModule):
         width = logp.shape[1]
         old = buffer.old_logp[rows, :width] if buffer.old_logp is not None else None
         ref = buffer.ref_logp[rows, :width] if buffer.ref_logp is not None else None
+        advantages = buffer.advantages[rows]
+        advantages = advantages[:, :width] if advantages.ndim == 2 else advantages  # per token: trimmed too
         weights = None
         if buffer.sampler_logp is not None and self.vllm_settings.importance_correction != "none":
             weights = truncated_importance_weights(
@@ -367,7 +404,7 @@ class GRPOModule(HOIModule):
                 self.vllm_settings.importance_cap, mask, self.vllm_settings.importance_correction,
             )
         loss, stats = clipped_policy_loss(
-            logp, old, ref, buffer.advantages[rows], mask, epsilon_low=settings.epsilon_low,
+            logp, old, ref, advantages, mask, epsilon_low=settings.epsilon_low,
             epsilon_high=settings.epsilon_high, beta=settings.beta, loss_type=settings.loss_type,
             max_completion_length=self.rollout.max_completion_length, num_items_in_batch=buffer.num_items,
             steps_per_generation=self.steps_per_generation, importance_weights=weights,
@@ -381,6 +418,11 @@ class GRPOModule(HOIModule):
             values["train/kl"] = stats.kl
         if weights is not None:
             values["train/importance_weight"] = (weights.expand_as(mask) * mask).sum() / mask.sum().clamp(min=1)
+            raw = torch.exp((old if old is not None else logp.detach()) - buffer.sampler_logp[rows, :width])
+            raw = raw[mask.bool() & raw.isfinite()]  # per token, before the cap (TRL's sampling/importance_sampling_ratio)
+            if raw.numel():
+                values.update({"train/importance_ratio/min": raw.min(), "train/importance_ratio/mean": raw.mean(),
+                               "train/importance_ratio/max": raw.max()})
         self.log_dict(values, batch_size=n)
         return loss
 

@@ -63,7 +63,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from hoi_r1.answer import ParsedAnswer, parse_answer, to_metric_preds
+from hoi_r1.answer import ParsedAnswer, metric_rows, parse_answer, to_metric_preds
 from hoi_r1.boxes import valid_boxes
 from hoi_r1.frames import Frame
 from hoi_r1.matching import greedy_match, hungarian_pairs
@@ -210,19 +210,29 @@ class JudgedAnswer:
         return PairMatch(n, iou_h.numpy(), iou_o.numpy(), object_right, jaccard)
 
     @cached_property
+    def detection_hits(self) -> tuple[tuple[bool, ...], ...]:
+        """Per triplet, per verb (in the order written): is that detection a hit under the metric's
+        rule (``hico_official``: :func:`~hoi_r1.matching.greedy_match`)? A verb that is no class
+        of the object is a detection the metric never sees: not a hit."""
+        sample, vocab, triplets = self.target.sample, self.target.vocab, self.parsed.triplets
+        hit = [[False] * len(t.verb_ids) for t in triplets]
+        rows = metric_rows(self.parsed, vocab)
+        if sample is not None and rows and sample.num_pairs:
+            det = to_metric_preds(self.parsed, vocab, sample.image_id)
+            gt_h, gt_o = sample.pair_boxes()
+            tp = greedy_match(det["hoi"], torch.arange(len(det["hoi"])), det["human_boxes"], det["object_boxes"],
+                              torch.from_numpy(sample.hoi_ids), torch.from_numpy(gt_h), torch.from_numpy(gt_o),
+                              threshold=HIT_IOU, convention="plus_one")
+            for (index, position, _), is_hit in zip(rows, tp.tolist()):
+                hit[index][position] = bool(is_hit)
+        return tuple(tuple(h) for h in hit)
+
+    @cached_property
     def hits(self) -> "TripletHits":
-        """Triplet hits under the metric's rule (``hico_official``: :func:`~hoi_r1.matching.greedy_match`)."""
-        sample, vocab = self.target.sample, self.target.vocab
+        """Triplet hits under the metric's rule, counted (:attr:`detection_hits`)."""
         written = sum(len(t.verb_ids) for t in self.parsed.triplets)
-        truth = sample.num_pairs if sample is not None else 0
-        if sample is None or not written or not truth:
-            return TripletHits(0, written, truth)
-        det = to_metric_preds(self.parsed, vocab, sample.image_id)
-        gt_h, gt_o = sample.pair_boxes()
-        tp = greedy_match(det["hoi"], torch.arange(len(det["hoi"])), det["human_boxes"], det["object_boxes"],
-                          torch.from_numpy(sample.hoi_ids), torch.from_numpy(gt_h), torch.from_numpy(gt_o),
-                          threshold=HIT_IOU, convention="plus_one")
-        return TripletHits(int(tp.sum()), written, truth)
+        truth = self.target.sample.num_pairs if self.target.sample is not None else 0
+        return TripletHits(sum(map(sum, self.detection_hits)), written, truth)
 
 
 @dataclass(frozen=True)

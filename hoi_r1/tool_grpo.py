@@ -113,6 +113,8 @@ class ToolGRPOModule(GRPOModule):
                 f"tool-using episodes run on engine 'hf' only (found engine={engine!r}): vLLM is not driven turn "
                 "by turn here; set model.init_args.engine: hf"
             )
+        if loss.triplet_credit:
+            raise ValueError("loss.triplet_credit applies to single-turn answers, not to tool-using episodes: set it to 0")
         super().__init__(model, optimizer, scheduler, rollout, rewards, loss, engine, VLLMSettings(),
                          init_from_checkpoint, disable_dropout, False, generation, evaluation, log_examples, logging)
         self.tool_usage, self.spatial, self.episode_settings = tool_usage, spatial, episodes

@@ -219,6 +219,29 @@ def test_hits_are_the_metrics_true_positives():
         assert found == round(recall * 3), completion
 
 
+DETECTION_HIT_CASES = [  # (id, completion, per triplet per verb: hit?, why)
+    ("perfect", PERFECT, ((True, True), (True,)), "every detection is a hit"),
+    ("wrong_verb", answer(el(A, verb_class=["hold"]), B), ((False,), (True,)), "right boxes, wrong verb"),
+    ("wrong_object", answer(A, el(B, object_class="bicycle")), ((True, True), (False,)),
+     "'eat at bicycle' is no class: never a hit"),
+    ("extra_verb", answer(el(A, verb_class=["ride", "hold", "sit on"]), B), ((True, False, True), (True,)),
+     "the hit flags follow the verbs in the order written"),
+    ("duplicate", answer(A, B, A), ((True, True), (True,), (False, False)), "the repeat comes second: it misses"),
+    ("near_miss", answer(el(A, human=NEAR_MISS), B), ((False, False), (True,)), "human IoU 0.4956"),
+    ("garbage", "lorem ipsum", (), "no triplets"),
+]
+
+
+@pytest.mark.parametrize("case, completion, expected, why", DETECTION_HIT_CASES, ids=[c[0] for c in DETECTION_HIT_CASES])
+def test_detection_hits_flag_each_written_verb(case, completion, expected, why):
+    from hoi_r1.rewards import JudgedAnswer
+
+    judged = JudgedAnswer.read(completion, TARGET)
+    assert judged.detection_hits == expected, why
+    assert judged.hits.hits == sum(map(sum, expected))
+    assert JudgedAnswer.read(completion, NO_GT_TARGET).detection_hits == tuple(tuple(False for _ in t) for t in expected)
+
+
 def test_score_completions_agrees_with_each_callable_and_weights_the_total():
     completions = [c for _, c, _, _, _ in LABEL_CASES]
     targets = [t for _, _, t, _, _ in LABEL_CASES]

@@ -126,7 +126,7 @@ class RolloutBuffer:
         micro_batches: micro-batches the ``B·G`` completion rows are cut into.
         completion_ids: ``(B·G, T)`` sampled tokens.
         completion_mask: ``(B·G, T)`` 1 on real completion tokens.
-        advantages: ``(B·G,)`` group-relative advantages.
+        advantages: ``(B·G,)`` group-relative advantages, or ``(B·G, T)`` per token (triplet credit).
         num_items: ``dapo`` normaliser: active tokens of the generation batch over all ranks ÷ world size.
         old_logp: ``(B·G, T)`` log-probs under the sampling policy (when updates go off-policy).
         ref_logp: ``(B·G, T)`` log-probs under the reference policy (``β > 0``).
