@@ -418,11 +418,10 @@ class GRPOModule(HOIModule):
             values["train/kl"] = stats.kl
         if weights is not None:
             values["train/importance_weight"] = (weights.expand_as(mask) * mask).sum() / mask.sum().clamp(min=1)
-            raw = torch.exp((old if old is not None else logp.detach()) - buffer.sampler_logp[rows, :width])
-            raw = raw[mask.bool() & raw.isfinite()]  # per token, before the cap (TRL's sampling/importance_sampling_ratio)
-            if raw.numel():
-                values.update({"train/importance_ratio/min": raw.min(), "train/importance_ratio/mean": raw.mean(),
-                               "train/importance_ratio/max": raw.max()})
+            applied = weights.flatten() if weights.shape[1] == 1 else weights[mask.bool()]  # TRL's sampling/importance_sampling_ratio
+            if applied.numel():
+                values.update({"train/importance_ratio/min": applied.min(), "train/importance_ratio/mean": applied.mean(),
+                               "train/importance_ratio/max": applied.max()})
         self.log_dict(values, batch_size=n)
         return loss
 

@@ -64,7 +64,7 @@ import torch
 
 LossType = Literal["grpo", "bnpo", "dr_grpo", "dapo"]
 ScaleRewards = Literal["group", "batch", "none"]
-ImportanceLevel = Literal["token", "sequence"]
+ImportanceLevel = Literal["token", "sequence", "token_mask", "sequence_mask"]
 STD_EPSILON = 1e-4
 """Added to the reward std before dividing (DeepSeekMath / TRL)."""
 
@@ -189,8 +189,9 @@ def truncated_importance_weights(
     mask: torch.Tensor | None = None,
     level: ImportanceLevel = "token",
 ) -> torch.Tensor:
-    """Truncated importance weights ``min(exp(old - sampler), cap)`` correcting the mismatch
-    between the sampler's log-probs (vLLM) and the trainer's own log-probs of the same tokens.
+    """Importance weights correcting the mismatch between the sampler's log-probs (vLLM) and the
+    trainer's own log-probs of the same tokens: ``min(exp(old - sampler), cap)`` (truncated), or
+    ``exp(old - sampler)`` set to 0 where it exceeds ``cap`` (masked).
 
     Args:
         old_logp: ``(B, T)`` trainer log-probs of the sampled tokens (no gradient).
@@ -198,21 +199,29 @@ def truncated_importance_weights(
             weight 1 there).
         cap: upper bound ``C`` (TRL's ``vllm_importance_sampling_clip_max``, default 3).
         mask: ``(B, T)`` active completion tokens (others count as no mismatch).
-        level: ``token`` weights ``(B, T)``; ``sequence`` one weight per sequence ``(B, 1)``
-            from the summed log-ratio.
+        level: ``token`` / ``sequence``: truncated weights ``(B, T)`` / one per sequence ``(B, 1)``
+            from the summed log-ratio (TRL's ``token_truncate`` / ``sequence_truncate``);
+            ``token_mask`` / ``sequence_mask``: the same ratios, 0 above the cap, which drops a
+            token or a whole sequence the sampler saw too differently (TRL 1.16's ``*_mask``
+            modes, ``sequence_mask`` its default; no lower bound, as TRL's default).
 
     >>> truncated_importance_weights(torch.tensor([[0.0, -1.0]]), torch.tensor([[-2.0, -1.0]])).tolist()
     [[3.0, 1.0]]
+    >>> truncated_importance_weights(torch.tensor([[0.0, -1.0]]), torch.tensor([[-2.0, -1.0]]), level="token_mask").tolist()
+    [[0.0, 1.0]]
     """
+    if level not in ("token", "sequence", "token_mask", "sequence_mask"):
+        raise ValueError(f"importance level must be 'token', 'sequence', 'token_mask' or 'sequence_mask', found {level!r}")
     diff = (old_logp - sampler_logp).detach()
     if mask is not None:
         diff = diff * mask.to(diff.dtype)
     diff = torch.nan_to_num(diff, nan=0.0)
-    if level == "sequence":
+    if level.startswith("sequence"):
         diff = diff.sum(dim=-1, keepdim=True)
-    elif level != "token":
-        raise ValueError(f"importance level must be 'token' or 'sequence', found {level!r}")
-    return torch.exp(diff).clamp(max=cap)
+    ratio = torch.exp(diff)
+    if level.endswith("_mask"):
+        return ratio.masked_fill(ratio > cap, 0.0)
+    return ratio.clamp(max=cap)
 
 
 # ===================================================================== the objective

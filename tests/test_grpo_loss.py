@@ -244,6 +244,13 @@ def test_truncated_importance_weights_by_hand():
     assert w[0].tolist() == pytest.approx([3.0, math.exp(0.5), 1.0, 1.0])
     seq = truncated_importance_weights(old, sampler, cap=20.0, mask=mask, level="sequence")  # exp(2 + 0.5)
     assert seq.shape == (1, 1) and seq.item() == pytest.approx(math.exp(2.5))
+    masked = truncated_importance_weights(old, sampler, cap=3.0, mask=mask, level="token_mask")
+    assert masked[0].tolist() == pytest.approx([0.0, math.exp(0.5), 1.0, 1.0])  # exp(2) > 3: dropped, not capped
+    for cap, expected in ((20.0, math.exp(2.5)), (3.0, 0.0)):  # the whole sequence kept, or dropped
+        assert truncated_importance_weights(old, sampler, cap=cap, mask=mask, level="sequence_mask").item() == \
+            pytest.approx(expected)
+    with pytest.raises(ValueError, match="importance level"):
+        truncated_importance_weights(old, sampler, level="token_truncate")
 
 
 def test_loss_refuses_bad_settings():

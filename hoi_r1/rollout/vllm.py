@@ -67,7 +67,9 @@ class VLLMSettings:
         enforce_eager: no CUDA graphs (slower, less memory, quicker start).
         seed: base seed of vLLM's sampler (plus the rank).
         importance_correction: ``token`` / ``sequence``: multiply the policy loss by truncated
-            importance weights ``min(exp(old - vllm), cap)``; ``none`` trusts vLLM's samples.
+            importance weights ``min(exp(old - vllm), cap)`` per token / per sequence;
+            ``token_mask`` / ``sequence_mask``: by ``exp(old - vllm)``, 0 above the cap (TRL 1.16's
+            default is ``sequence_mask``); ``none`` trusts vLLM's samples.
             Needs ``top_p = 1`` and ``top_k = 0`` (vLLM's log-probs are after that filtering).
         importance_cap: the cap ``C`` of the importance weights.
         check_agreement: at the first generation, compare greedy HF and vLLM outputs.
@@ -84,7 +86,7 @@ class VLLMSettings:
     enable_prefix_caching: bool = True
     enforce_eager: bool = False
     seed: int = 0
-    importance_correction: Literal["none", "token", "sequence"] = "token"
+    importance_correction: Literal["none", "token", "sequence", "token_mask", "sequence_mask"] = "token"
     importance_cap: float = 3.0
     check_agreement: bool = True
     check_tokens: int = 16
