@@ -5,7 +5,7 @@ Builds a HICO-DET-sized test set (9,658 images, 33,405 ground-truth pairs over t
 truth with its class or another class of the same object, plus random pairs), then times
 ``update`` (in batches, as a validation loop calls it) + ``compute`` of
 :class:`hoi_r1.metric.HOIMeanAveragePrecision` and, in the same run, a straightforward loop
-implementation of the same protocol written here from EVAL_SPEC.md. Prints both times, the
+implementation of the same protocol, written here after ``VOCevaldet_bboxpair.m``. Prints both times, the
 speed ratio and the largest per-class ``|ΔAP|``.
 
 Run: ``python -m benchmarks.metric_benchmark [--images N --pairs P --per-image K --protocol NAME]``.

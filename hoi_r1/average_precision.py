@@ -37,6 +37,7 @@ def per_class_average_precision(
     npos: torch.Tensor,
     recall_thresholds: tuple[float, ...],
     top_k_per_class: int | None = None,
+    tie_order: str = "stable",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """AP and maximum recall of each class: two ``(C,)`` float64 tensors, ``C = len(npos)``.
 
@@ -48,11 +49,16 @@ def per_class_average_precision(
         npos: ``(C,)`` ground-truth pairs per class over the test set.
         recall_thresholds: the recall floats of the interpolation, in summation order.
         top_k_per_class: only the ``k`` best detections of each class count (SWIG-HOI).
+        tie_order: ``stable`` (:func:`rank_order`) or ``numpy_argsort``
+            (:func:`numpy_argsort_order`, QPIC's and GEN-VLKT's ``compute_map``).
 
     A class without ground truth has recall 0 and AP 0.
     """
     num_classes = len(npos)
-    order = rank_order(classes, scores, image_ids)
+    if tie_order == "numpy_argsort":
+        order = numpy_argsort_order(classes, scores, image_ids)
+    else:
+        order = rank_order(classes, scores, image_ids)
     cls, hit = classes[order], tp[order].to(torch.long)
     counts = torch.bincount(cls, minlength=num_classes)
     starts = torch.cumsum(counts, 0) - counts
@@ -88,6 +94,30 @@ def rank_order(classes: torch.Tensor, scores: torch.Tensor, image_ids: torch.Ten
     else:  # already in image order (one process, sequential loader)
         order = torch.sort(-scores, stable=True).indices
     return order[_stable_argsort_small_ints(classes[order])]
+
+
+def numpy_argsort_order(classes: torch.Tensor, scores: torch.Tensor, image_ids: torch.Tensor) -> torch.Tensor:
+    """Permutation: class ascending; inside a class ``numpy.argsort(-score)`` (numpy's default,
+    unstable sort) over the class's detections in the order QPIC's ``evaluate`` appends them —
+    image id ascending, inside an image score descending, then input order.
+
+    The default sort orders tied scores in a way that depends on numpy's build (on an AVX-512
+    machine, 16 tied values can come out reversed), so only calling it on the same array
+    reproduces the reference's ranking of ties; this does.
+    """
+    if len(classes) == 0:
+        return torch.zeros(0, dtype=torch.long)
+    rows = np.arange(len(classes))
+    s, img = scores.numpy(), image_ids.numpy()
+    append = np.lexsort((rows, -s, img))  # last key first: image id, then -score, then row
+    append = append[np.argsort(classes.numpy()[append], kind="stable")]
+    cls_sorted = classes.numpy()[append]
+    bounds = np.flatnonzero(np.diff(cls_sorted)) + 1
+    out = np.empty_like(append)
+    for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(append)]):
+        seg = append[start:stop]
+        out[start:stop] = seg[np.argsort(-s[seg])]
+    return torch.from_numpy(out).long()
 
 
 def _stable_argsort_small_ints(values: torch.Tensor) -> torch.Tensor:

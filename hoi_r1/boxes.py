@@ -5,7 +5,15 @@ Every box inside the program is ``xyxy``, float, in pixels of the *original* ima
 
 * ``continuous`` — a box spans ``x2 - x1`` pixels (UPT/pocket, SWIG-HOI, the rewards);
 * ``plus_one`` — a box spans ``x2 - x1 + 1`` pixels, and two boxes overlap only when both
-  intersection sides are positive (the official HICO-DET MATLAB evaluation, QPIC, GEN-VLKT).
+  intersection sides ``min(x2) - max(x1) + 1`` are positive (the official HICO-DET MATLAB
+  evaluation, ``VOCevaldet_bboxpair.m``; GEN-VLKT's triplet NMS, ``pairwise_nms``);
+* ``plus_one_positive_overlap`` — the same ``+ 1`` areas and intersection sides, but two boxes
+  overlap only when ``max(x1) < min(x2)`` and ``max(y1) < min(y2)``: boxes that only touch
+  (or overlap by less than nothing) have IoU 0 (QPIC ``datasets/hico_eval.py``
+  ``HICOEvaluator.compute_IOU``, copied unchanged by GEN-VLKT's ``hico_eval_triplet.py``);
+* ``plus_one_eps`` — as ``plus_one_positive_overlap``, but a box with ``x2 <= x1`` or
+  ``y2 <= y1`` has area 0 and ``IoU = intersection / (union + 1e-6)`` (HOI-R1's
+  ``hico_eval.py``, ``compute_area`` / ``compute_iou``, from GGNet's de/ko evaluation).
 
 Pair-IoU of two human-object pairs is ``min(IoU(humans), IoU(objects))``: the quantity the
 HOI-mAP metric thresholds and the rewards match on. The metric and the rewards both call
@@ -17,6 +25,9 @@ HOI-mAP metric thresholds and the rewards match on. The metric and the rewards b
 0.3333
 >>> round(box_iou(a, b, "plus_one").item(), 4)
 0.375
+>>> touch = torch.tensor([[10., 0., 20., 10.]])  # shares the line x = 10 with a
+>>> round(box_iou(a, touch, "plus_one").item(), 4), box_iou(a, touch, "plus_one_positive_overlap").item()
+(0.0476, 0.0)
 """
 
 from __future__ import annotations
@@ -25,8 +36,9 @@ from typing import Literal
 
 import torch
 
-PixelConvention = Literal["continuous", "plus_one"]
-"""How many pixels a box ``[x1, y1, x2, y2]`` spans: ``x2 - x1`` or ``x2 - x1 + 1``."""
+PixelConvention = Literal["continuous", "plus_one", "plus_one_positive_overlap", "plus_one_eps"]
+"""How many pixels a box ``[x1, y1, x2, y2]`` spans (``x2 - x1`` or ``x2 - x1 + 1``) and when
+two boxes count as overlapping (see the module docstring)."""
 
 
 def as_boxes(boxes: object, dtype: torch.dtype = torch.float64) -> torch.Tensor:
@@ -41,7 +53,12 @@ def as_boxes(boxes: object, dtype: torch.dtype = torch.float64) -> torch.Tensor:
 
 def box_area(boxes_xyxy: torch.Tensor, convention: PixelConvention = "continuous") -> torch.Tensor:
     """Area of each box, ``(N,)``; degenerate boxes have area 0."""
-    extra = 1.0 if convention == "plus_one" else 0.0
+    extra = 0.0 if convention == "continuous" else 1.0
+    if convention == "plus_one_eps":  # compute_area: a box without positive extent has area 0
+        proper = (boxes_xyxy[:, 2] > boxes_xyxy[:, 0]) & (boxes_xyxy[:, 3] > boxes_xyxy[:, 1])
+        w = boxes_xyxy[:, 2] - boxes_xyxy[:, 0] + extra
+        h = boxes_xyxy[:, 3] - boxes_xyxy[:, 1] + extra
+        return torch.where(proper, w * h, torch.zeros_like(w))
     w = (boxes_xyxy[:, 2] - boxes_xyxy[:, 0] + extra).clamp(min=0)
     h = (boxes_xyxy[:, 3] - boxes_xyxy[:, 1] + extra).clamp(min=0)
     return w * h
@@ -53,19 +70,26 @@ def box_iou(
     """IoU of every box in ``a`` (N, 4) with every box in ``b`` (M, 4): ``(N, M)``.
 
     With ``plus_one`` the computation is the official HICO-DET one: intersection sides
-    ``min(x2) - max(x1) + 1``; no overlap unless both sides are positive.
+    ``min(x2) - max(x1) + 1``; no overlap unless both sides are positive. With
+    ``plus_one_positive_overlap`` (QPIC) the sides are the same, but no overlap unless
+    ``min(x2) - max(x1) > 0`` and ``min(y2) - max(y1) > 0``.
     Non-finite boxes give IoU 0 rather than NaN.
     """
-    extra = 1.0 if convention == "plus_one" else 0.0
+    extra = 0.0 if convention == "continuous" else 1.0
     iw = torch.minimum(a_xyxy[:, None, 2], b_xyxy[None, :, 2]) - torch.maximum(
         a_xyxy[:, None, 0], b_xyxy[None, :, 0]
     ) + extra
     ih = torch.minimum(a_xyxy[:, None, 3], b_xyxy[None, :, 3]) - torch.maximum(
         a_xyxy[:, None, 1], b_xyxy[None, :, 1]
     ) + extra
-    overlap = (iw > 0) & (ih > 0)
+    if convention in ("plus_one_positive_overlap", "plus_one_eps"):
+        overlap = (iw > extra) & (ih > extra)  # raw sides min(x2) - max(x1) > 0
+    else:
+        overlap = (iw > 0) & (ih > 0)
     inter = torch.where(overlap, iw * ih, torch.zeros_like(iw))
     union = box_area(a_xyxy, convention)[:, None] + box_area(b_xyxy, convention)[None, :] - inter
+    if convention == "plus_one_eps":
+        return torch.nan_to_num(inter / (union + 1e-6), nan=0.0, posinf=0.0, neginf=0.0)
     iou = torch.where(union > 0, inter / union.clamp(min=torch.finfo(inter.dtype).tiny), torch.zeros_like(inter))
     return torch.nan_to_num(iou, nan=0.0, posinf=0.0, neginf=0.0)
 

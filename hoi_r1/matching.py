@@ -84,6 +84,63 @@ def greedy_match(
     return tp
 
 
+def first_free_match(
+    det_cells: torch.Tensor,
+    det_ranks: torch.Tensor,
+    det_humans: torch.Tensor,
+    det_objects: torch.Tensor,
+    gt_cells: torch.Tensor,
+    gt_humans: torch.Tensor,
+    gt_objects: torch.Tensor,
+    threshold: float = 0.5,
+    convention: PixelConvention = "plus_one_eps",
+) -> torch.Tensor:
+    """True-positive mask ``(N,)`` under the fall-back rule of HOI-R1's ``hico_eval.py``
+    (``match_hoi``, GGNet's de/ko evaluation): inside a cell, detections in rank order each take
+    the *first remaining* ground-truth pair, in ground-truth order, whose human IoU and object IoU
+    are both ``> threshold``; the pair is removed. Arguments as :func:`greedy_match`.
+
+    Exact without a loop over detections: the eligible (detection, pair) candidates are computed
+    at once; then one step per rank position ``p`` inside a cell (at most the per-cell detection
+    count, 100 with a top-100 cut) lets the ``p``-th detection of *every* cell take its first
+    free eligible pair simultaneously — cells share no pairs, so the steps are independent
+    across cells and equal the sequential loop.
+
+    >>> box = torch.tensor([[0., 0., 9., 19.]]); near = box + torch.tensor([2., 0., 2., 0.])
+    >>> first_free_match(torch.tensor([0, 0]), torch.tensor([0, 1]), torch.cat([near, near + 1]),
+    ...                  box.repeat(2, 1), torch.tensor([0, 0]), torch.cat([box, near]), box.repeat(2, 1)).tolist()
+    [True, True]
+    """
+    n = len(det_cells)
+    tp = torch.zeros(n, dtype=torch.bool)
+    det_idx, gt_idx = cell_candidates(det_cells, gt_cells)
+    if len(det_idx) == 0:
+        return tp
+    iou_h = paired_box_iou(det_humans[det_idx], gt_humans[gt_idx], convention)
+    iou_o = paired_box_iou(det_objects[det_idx], gt_objects[gt_idx], convention)
+    eligible = (iou_h > threshold) & (iou_o > threshold)
+    det_idx, gt_idx = det_idx[eligible], gt_idx[eligible]  # still ground-truth order per detection
+    order = torch.sort(det_ranks, stable=True).indices
+    sorted_cells = det_cells[order]
+    cell_order = torch.sort(sorted_cells, stable=True).indices
+    pos = torch.empty(n, dtype=torch.long)
+    grouped = order[cell_order]
+    starts = torch.searchsorted(det_cells[grouped], det_cells[grouped], side="left")
+    pos[grouped] = torch.arange(n) - starts
+    taken = torch.zeros(len(gt_cells), dtype=torch.bool)
+    cand_pos = pos[det_idx]
+    k = torch.arange(len(det_idx))
+    for p in torch.unique(cand_pos).tolist():
+        at = (cand_pos == p) & ~taken[gt_idx]
+        if not bool(at.any()):
+            continue
+        first = torch.full((n,), len(det_idx), dtype=torch.long).scatter_reduce(0, det_idx[at], k[at], "amin")
+        winners = (first < len(det_idx)).nonzero().squeeze(1)
+        taken[gt_idx[first[winners]]] = True
+        tp[winners] = True
+    return tp
+
+
 def cell_candidates(det_cells: torch.Tensor, gt_cells: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Every (detection, ground truth) index pair that shares a cell, ground truths of one
     detection in their row order: two ``(K,)`` tensors."""

@@ -1,11 +1,12 @@
 """HOI-mAP: the HICO-DET / SWIG-HOI detection metric as a ``torchmetrics.Metric``.
 
-The algorithm (EVAL_SPEC.md; Chao et al., "Learning to Detect Human-Object Interactions",
+The algorithm (docs/metric.md; Chao et al., "Learning to Detect Human-Object Interactions",
 WACV 2018, and the ports named in :mod:`hoi_r1.metric_protocols`):
 
 1. ``update`` (per image, vectorised over the batch): apply the protocol's per-image filters,
    match every detection to the ground truth of its image and class with the greedy
-   "best pair, no fall-back" rule (:func:`hoi_r1.matching.greedy_match`), and keep only
+   "best pair, no fall-back" rule (:func:`hoi_r1.matching.greedy_match`; ``hoi_r1``: the
+   fall-back rule of :func:`hoi_r1.matching.first_free_match`), and keep only
    ``(class, score, true positive, image id)`` per detection and the ground-truth count per
    (image, class). States are flat tensors reduced with ``cat``.
 2. ``compute``: drop the duplicate images a ``DistributedSampler`` pads with (by image id, first
@@ -43,7 +44,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from hoi_r1.average_precision import first_occurrences, known_object_mask, per_class_average_precision
-from hoi_r1.matching import greedy_match
+from hoi_r1.matching import first_free_match, greedy_match
 from hoi_r1.metric_protocols import (
     FlatDetections,
     Protocol,
@@ -200,11 +201,18 @@ def _hoi_map_update(
     c = vocab.num_classes
     ranks = torch.empty(len(dets.scores), dtype=torch.long)
     ranks[torch.sort(-dets.scores, stable=True).indices] = torch.arange(len(dets.scores))
-    tp = greedy_match(
-        dets.image_slot * c + dets.classes, ranks, dets.humans, dets.objects,
-        gts.image_slot * c + gts.classes, gts.humans, gts.objects,
-        threshold=0.5, strict=protocol.strict, convention=protocol.convention,
-    )
+    if protocol.matching == "first_free":
+        tp = first_free_match(
+            dets.image_slot * c + dets.classes, ranks, dets.humans, dets.objects,
+            gts.image_slot * c + gts.classes, gts.humans, gts.objects,
+            threshold=0.5, convention=protocol.convention,
+        )
+    else:
+        tp = greedy_match(
+            dets.image_slot * c + dets.classes, ranks, dets.humans, dets.objects,
+            gts.image_slot * c + gts.classes, gts.humans, gts.objects,
+            threshold=0.5, strict=protocol.strict, convention=protocol.convention,
+        )
     cells, gt_counts = torch.unique(gts.image_slot * c + gts.classes, return_counts=True)
     return (
         dets.classes, dets.scores, tp, image_ids[dets.image_slot],
@@ -317,25 +325,33 @@ def _hoi_map_compute(
         det, gt = [t[det_keep] for t in det], [t[gt_keep] for t in gt]
     gt_image_ids, gt_classes, gt_counts = gt
     npos = torch.zeros(vocab.num_classes, dtype=torch.long).index_add_(0, gt_classes, gt_counts)
-    out = _summaries(*_ap(det, npos, protocol), npos, vocab, protocol, unseen, per_class, suffix="")
+    out = _summaries(*_ap(det, npos, protocol), npos, _num_dets(det, vocab), vocab, protocol, unseen, per_class,
+                     suffix="")
     if known_object:
         mask = known_object_mask(det[3], det[0], gt_image_ids, gt_classes, _class_tables(vocab)[2])
         ko = [t[mask] for t in det]
-        out |= _summaries(*_ap(ko, npos, protocol), npos, vocab, protocol, unseen, per_class, suffix="_known_object")
+        out |= _summaries(*_ap(ko, npos, protocol), npos, _num_dets(ko, vocab), vocab, protocol, unseen, per_class,
+                          suffix="_known_object")
     return out
 
 
 def _ap(det: list[torch.Tensor], npos: torch.Tensor, protocol: Protocol) -> tuple[torch.Tensor, torch.Tensor]:
     classes, scores, tp, image_ids = det
     return per_class_average_precision(
-        classes, scores, tp, image_ids, npos, protocol.recall_thresholds, protocol.top_k_per_class
+        classes, scores, tp, image_ids, npos, protocol.recall_thresholds, protocol.top_k_per_class,
+        protocol.tie_order,
     )
+
+
+def _num_dets(det: list[torch.Tensor], vocab: HOIVocabulary) -> torch.Tensor:
+    return torch.bincount(det[0], minlength=vocab.num_classes)
 
 
 def _summaries(
     ap: torch.Tensor,
     max_recall: torch.Tensor,
     npos: torch.Tensor,
+    num_dets: torch.Tensor,
     vocab: HOIVocabulary,
     protocol: Protocol,
     unseen: tuple[int, ...] | None,
@@ -347,7 +363,10 @@ def _summaries(
     if protocol.evaluated_only:
         counted[list(vocab.unevaluated)] = False
     if protocol.drop_classes_without_gt:
-        counted &= npos > 0
+        if protocol.count_undetected_classes_without_gt:
+            counted &= (npos > 0) | (num_dets == 0)
+        else:
+            counted &= npos > 0
     groups: dict[str, torch.Tensor] = {"full": counted}
     if protocol.report == "swig":
         frequency = torch.tensor(vocab.frequency, dtype=torch.long)

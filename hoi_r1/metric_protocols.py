@@ -1,18 +1,29 @@
-"""The five HOI-mAP protocols: what each published evaluation does differently.
+"""The six HOI-mAP protocols: what each published evaluation does differently.
 
-Every protocol shares the matching of :mod:`hoi_r1.matching` and the 11-point AP of
-:mod:`hoi_r1.average_precision`; they differ only in the settings of :class:`Protocol`
-(EVAL_SPEC.md, "Protocols"):
+Every protocol uses the matching of :mod:`hoi_r1.matching` and the 11-point AP of
+:mod:`hoi_r1.average_precision`; they differ only in the settings of :class:`Protocol`, each
+setting a rule read off the reference evaluator's code (docs/metric.md lists them all):
 
-==================  ==========  =====  =============================  ===========================
-protocol            pixels      IoU    per image                      classes averaged
-==================  ==========  =====  =============================  ===========================
-``hico_official``   +1          >= .5  nothing                        all (no ground truth: AP 0)
-``qpic``            +1          >= .5  score x validity, top 100      classes with test ground truth
-``gen_vlkt``        +1          >= .5  top 100 (+ triplet NMS)        classes with test ground truth
-``pocket``          continuous  > .5   images without GT skipped      all (no ground truth: AP 0)
-``swig``            continuous  >= .5  nothing (top 19,999 / class)   evaluated classes
-==================  ==========  =====  =============================  ===========================
+==================  ==========================  =====  =============================  ======================
+protocol            pixels / overlap            IoU    per image                      classes averaged
+==================  ==========================  =====  =============================  ======================
+``hico_official``   +1                          >= .5  nothing                        all (no GT: AP 0)
+``qpic``            +1, touching boxes: IoU 0   >= .5  score x validity, top 100;     classes with test GT
+                                                       images without GT ignored
+``gen_vlkt``        +1, touching boxes: IoU 0   >= .5  top 100 (+ triplet NMS)        classes with test GT
+``pocket``          continuous                  > .5   class from (verb, object);     all (no GT: AP 0)
+                                                       images without GT skipped
+``swig``            continuous                  >= .5  nothing (top 19,999 / class)   evaluated classes
+``hoi_r1``          +1, touching: 0, +1e-6      > .5   score x validity, top 100,     classes with test GT
+                                                       scores < 0.001 dropped         (or no detections)
+==================  ==========================  =====  =============================  ======================
+
+``hoi_r1`` alone matches with a fall-back (first free pair passing both IoUs, not the best pair).
+
+Ranking inside a class: MATLAB's stable ``sort`` (``hico_official``) and stable torch sorts
+(``pocket``, ``swig``) keep tied scores in detection order; QPIC and GEN-VLKT rank with
+``numpy.argsort(-score)``, numpy's default unstable sort, over the order they appended the
+detections in, and so do ``qpic`` and ``gen_vlkt`` here (:data:`Protocol.tie_order`).
 
 The 11 recall thresholds are the floats each reference produces: MATLAB's ``0:0.1:1``
 (``hico_official``; identical to ``torch.linspace``, so ``pocket`` too), numpy's
@@ -21,6 +32,8 @@ The 11 recall thresholds are the floats each reference produces: MATLAB's ``0:0.
 
 >>> PROTOCOLS["qpic"].recall_thresholds[6], PROTOCOLS["pocket"].recall_thresholds[6]
 (0.6000000000000001, 0.6)
+>>> PROTOCOLS["qpic"].skip_images_without_gt, PROTOCOLS["gen_vlkt"].skip_images_without_gt
+(True, False)
 """
 
 from __future__ import annotations
@@ -31,10 +44,10 @@ from typing import Literal
 import torch
 
 from hoi_r1.boxes import PixelConvention
-from hoi_r1.matching import cell_candidates, paired_box_iou
+from hoi_r1.matching import cell_candidates
 
-ProtocolName = Literal["hico_official", "qpic", "gen_vlkt", "pocket", "swig"]
-PROTOCOL_NAMES: tuple[str, ...] = ("hico_official", "qpic", "gen_vlkt", "pocket", "swig")
+ProtocolName = Literal["hico_official", "qpic", "gen_vlkt", "pocket", "swig", "hoi_r1"]
+PROTOCOL_NAMES: tuple[str, ...] = ("hico_official", "qpic", "gen_vlkt", "pocket", "swig", "hoi_r1")
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,20 @@ class Protocol:
         report: ``hico`` (Full / Rare / Non-rare from ``vocab.rare``) or ``swig`` (Full /
             Non-rare / Rare / Unseen from ``vocab.frequency``).
         triplet_nms: GEN-VLKT's optional triplet NMS, or ``None``.
+        tie_order: how a class's detections are ranked: ``stable`` (score descending, then image
+            id, then detection order) or ``numpy_argsort`` (``numpy.argsort(-score)``, numpy's
+            default unstable sort, over the detections in image-id order and, inside an image,
+            in matching order: what QPIC's and GEN-VLKT's ``compute_map`` do).
+        top_k_ties_repeat_first: after the top-k cut, every kept detection is replaced by the
+            image's first detection (input order) with the same score, so ``m`` tied detections
+            become ``m`` copies of the first (GEN-VLKT: ``top_k`` returns scores and
+            ``np.where(hoi_scores == score)[0][0]`` looks each one up).
+        matching: ``best_pair`` (:func:`hoi_r1.matching.greedy_match`, no fall-back) or
+            ``first_free`` (:func:`hoi_r1.matching.first_free_match`, HOI-R1's fall-back rule).
+        min_score: after the top-k cut, detections scoring below this are dropped.
+        count_undetected_classes_without_gt: with ``drop_classes_without_gt``, a class without
+            test ground truth *and* without detections still counts, with AP 0 (HOI-R1's
+            ``compute_pr`` returns before the NaN recall when there is no detection).
     """
 
     name: str
@@ -90,6 +117,11 @@ class Protocol:
     evaluated_only: bool = False
     report: Literal["hico", "swig"] = "hico"
     triplet_nms: TripletNMS | None = None
+    tie_order: Literal["stable", "numpy_argsort"] = "stable"
+    top_k_ties_repeat_first: bool = False
+    matching: Literal["best_pair", "first_free"] = "best_pair"
+    min_score: float | None = None
+    count_undetected_classes_without_gt: bool = False
 
 
 def matlab_colon_thresholds() -> tuple[float, ...]:
@@ -113,31 +145,91 @@ def torch_linspace_thresholds() -> tuple[float, ...]:
 
 
 def hico_official() -> Protocol:
-    """The official MATLAB evaluation (``eval_default.m`` / ``VOCevaldet_bboxpair.m``)."""
+    """The official MATLAB evaluation (``eval_default.m`` / ``VOCevaldet_bboxpair.m``).
+
+    Rules: ``+1`` pixels, overlap when both ``+1`` sides are positive, pair-IoU ``>= 0.5``
+    (``VOCevaldet_bboxpair.m``); detections of images without ground truth are false positives
+    and every class counts, AP 0 without ground truth (``eval_default.m``); stable ranking
+    (MATLAB ``sort``); thresholds of MATLAB's ``0:0.1:1``.
+    """
     return Protocol("hico_official", "plus_one", strict=False, recall_thresholds=matlab_colon_thresholds())
 
 
 def qpic() -> Protocol:
-    """QPIC's / CDN's ``hico_eval.py``."""
+    """QPIC's / CDN's ``datasets/hico_eval.py`` (``HICOEvaluator``).
+
+    Rules, each where the reference code makes it:
+
+    * *validity x score, top 100* — ``__init__``: verb scores times ``correct_mat[verb, object
+      label]``, sorted (Python's stable sort, descending), first 100 kept; a zeroed entry stays
+      in the 100 but its triplet has no ground truth, so it is never counted.
+    * *object label is part of the class* — ``compute_IOU`` returns 0 for boxes of different
+      categories, so a detection only matches ground truth of (its verb, its object label).
+    * *images without ground truth are ignored* — ``evaluate``: for an image without
+      ground-truth boxes the triplet is built as a ``list``, and ``list not in self.gt_triplets``
+      (a list of ``tuple``) is always true, so every such detection is skipped, neither TP nor FP.
+    * *touching boxes do not overlap* — ``compute_IOU``: IoU 0 unless ``max(x1) < min(x2)`` and
+      ``max(y1) < min(y2)``; otherwise ``+1`` areas and sides (``plus_one_positive_overlap``).
+    * *pair-IoU >= 0.5, best pair, no fall-back* — ``compute_iou_mat`` keeps box matches with
+      IoU ``>= 0.5``; ``compute_fptp`` takes the pair with the largest ``min`` of the two IoUs
+      (first on a tie) and counts a FP when it is taken.
+    * *classes without test ground truth are left out* — ``compute_map`` loops over
+      ``self.gt_triplets`` only.
+    * *ranking* — ``compute_map``: ``np.argsort(-score)`` (``tie_order="numpy_argsort"``);
+      thresholds of ``np.arange(0., 1.1, 0.1)`` (``voc_ap``).
+    """
     return Protocol(
-        "qpic", "plus_one", strict=False, recall_thresholds=numpy_arange_thresholds(),
-        object_label_class=True, top_k_per_image=100, drop_classes_without_gt=True,
+        "qpic", "plus_one_positive_overlap", strict=False, recall_thresholds=numpy_arange_thresholds(),
+        object_label_class=True, top_k_per_image=100, skip_images_without_gt=True,
+        drop_classes_without_gt=True, tie_order="numpy_argsort",
     )
 
 
 def gen_vlkt(nms: TripletNMS | None = None) -> Protocol:
-    """GEN-VLKT's ``hico_eval_triplet.py`` (object label ignored; optional triplet NMS)."""
+    """GEN-VLKT's ``datasets/hico_eval_triplet.py`` (``HICOEvaluator``).
+
+    Rules, where they differ from :func:`qpic`:
+
+    * *object label ignored* — ``compute_IOU`` has no category test and the class is the HOI id.
+    * *images without ground truth count* — ``evaluate``: the triplet is the HOI id (an ``int``),
+      so ``not in self.gt_triplets`` works and the detections become false positives of classes
+      that have test ground truth.
+    * *top 100 per image* without validity weighting (``__init__``, ``util/topk.py`` ``top_k``);
+      each kept score is looked up with ``np.where(hoi_scores == score)[0][0]``, so tied scores
+      all become copies of the first tied entry (``top_k_ties_repeat_first``); the optional
+      triplet NMS (``triplet_nms_filter`` / ``pairwise_nms``) uses ``+1`` sides clamped at 0.
+    * Shared with QPIC: touching boxes do not overlap (``compute_IOU``), best pair without
+      fall-back (``compute_fptp``), classes without test ground truth left out and
+      ``np.argsort(-score)`` ranking (``compute_map``), ``np.arange`` thresholds (``voc_ap``).
+    """
     return Protocol(
-        "gen_vlkt", "plus_one", strict=False, recall_thresholds=numpy_arange_thresholds(),
-        top_k_per_image=100, drop_classes_without_gt=True, triplet_nms=nms,
+        "gen_vlkt", "plus_one_positive_overlap", strict=False, recall_thresholds=numpy_arange_thresholds(),
+        top_k_per_image=100, drop_classes_without_gt=True, triplet_nms=nms, tie_order="numpy_argsort",
+        top_k_ties_repeat_first=True,
     )
 
 
 def pocket() -> Protocol:
-    """UPT's evaluation with pocket's ``DetectionAPMeter(algorithm="11P")``."""
+    """UPT's ``utils.py`` ``CustomisedDLE.test_hico`` with pocket's ``BoxPairAssociation`` and
+    ``DetectionAPMeter(algorithm="11P")``.
+
+    Rules, each where the reference code makes it:
+
+    * *class from (object label, verb)* — ``test_hico``: ``interactions = conversion[objects,
+      verbs]``; a pair that is no class has no interaction there and is dropped here.
+    * *images without ground truth are skipped* — fredzzhang/hicodet ``hicodet.py``
+      ``HICODet._load_annotation_and_metadata`` removes the ``empty`` images from the test set.
+    * *continuous pixels, pair-IoU > 0.5 (strict)* — pocket ``utils/association.py``
+      ``BoxAssociation.__call__``: each detection takes the ground-truth pair of largest
+      ``min(IoU_h, IoU_o)`` (``iou.max(0)``), ``match > self.min_iou``, and per pair the
+      matched detection with the highest score is the true positive (no fall-back).
+    * *every class averaged*, AP 0 without detections (``DetectionAPMeter.compute_ap_for_each``);
+      thresholds ``torch.linspace(0, 1, 11)``
+      (``compute_per_class_ap_with_11_point_interpolation``).
+    """
     return Protocol(
         "pocket", "continuous", strict=True, recall_thresholds=torch_linspace_thresholds(),
-        skip_images_without_gt=True,
+        object_label_class=True, skip_images_without_gt=True,
     )
 
 
@@ -149,12 +241,44 @@ def swig() -> Protocol:
     )
 
 
+def hoi_r1() -> Protocol:
+    """HOI-R1's ``hico_eval.py`` (cjw2021/HOI-R1, ``HICOEvaluator``; GGNet's de/ko evaluation).
+
+    Rules, each where the reference code makes it:
+
+    * *validity x score, top 100, then scores < 0.001 dropped* — ``__init__``: verb scores times
+      ``correct_mat``, Python's stable sort descending, first 100 (``max_hois``), and the
+      conversion loop skips ``score < 0.001``; the class is (verb, predicted object label).
+    * *IoU* — ``compute_iou`` / ``compute_area``: ``+1`` areas, 0 for a box without positive
+      extent, intersection 0 unless the boxes overlap with positive extent, and
+      ``intersection / (union + 1e-6)`` (``plus_one_eps``).
+    * *fall-back matching* — ``eval_hoi`` / ``match_hoi``: per image and class, detections by
+      score each take the first remaining ground-truth pair (ground-truth order) with human
+      IoU ``> 0.5`` and object IoU ``> 0.5`` (``first_free``).
+    * *images without ground truth count* — ``eval_hoi`` loops over every test image; their
+      detections are false positives.
+    * *classes* — ``compute_pr``: no ground truth gives NaN recall, NaN AP, left out of the
+      means (``evaluation_default``); but with no detection at all it returns AP 0 first, so a
+      class without ground truth and without detections counts with AP 0.
+    * *ranking* — ``compute_pr``: Python's stable ``sorted`` over the detections in image order;
+      thresholds ``np.arange(0, 1.1, 0.1)`` (``compute_ap``).
+    * Known-Object (``evaluation_ko``) keeps images whose object categories include the class's
+      object; here the categories are those of the image's ground-truth pairs.
+    """
+    return Protocol(
+        "hoi_r1", "plus_one_eps", strict=True, recall_thresholds=numpy_arange_thresholds(),
+        object_label_class=True, top_k_per_image=100, drop_classes_without_gt=True,
+        matching="first_free", min_score=0.001, count_undetected_classes_without_gt=True,
+    )
+
+
 PROTOCOLS: dict[str, Protocol] = {
     "hico_official": hico_official(),
     "qpic": qpic(),
     "gen_vlkt": gen_vlkt(),
     "pocket": pocket(),
     "swig": swig(),
+    "hoi_r1": hoi_r1(),
 }
 
 
@@ -191,7 +315,8 @@ class FlatDetections:
     scores: torch.Tensor
 
     def select(self, keep: torch.Tensor) -> "FlatDetections":
-        if bool(keep.all()):
+        """Rows where the mask ``keep`` is true, or the rows of the index tensor ``keep``."""
+        if keep.dtype == torch.bool and bool(keep.all()):
             return self
         return FlatDetections(*(t[keep] for t in self.__dict__.values()))
 
@@ -219,8 +344,14 @@ def apply_image_filters(
     if protocol.skip_images_without_gt:
         dets = dets.select(image_has_gt[dets.image_slot])
     if protocol.top_k_per_image is not None:
-        dets = dets.select(top_k_per_group(dets.image_slot, dets.scores, protocol.top_k_per_image))
+        kept = top_k_per_group(dets.image_slot, dets.scores, protocol.top_k_per_image)
+        if protocol.top_k_ties_repeat_first:
+            dets = dets.select(first_with_equal_score(dets.image_slot, dets.scores)[kept])
+        else:
+            dets = dets.select(kept)
     dets = dets.select(dets.classes >= 0)
+    if protocol.min_score is not None:
+        dets = dets.select(dets.scores >= protocol.min_score)
     if protocol.triplet_nms is not None:
         dets = dets.select(triplet_nms_keep(dets, protocol.triplet_nms, len(class_verbs)))
     return dets
@@ -247,8 +378,37 @@ def top_k_per_group(groups: torch.Tensor, scores: torch.Tensor, k: int) -> torch
     return position_in_group(groups, scores) < k
 
 
+def first_with_equal_score(groups: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` index of the first row of the same group with the same score as each row.
+
+    >>> first_with_equal_score(torch.tensor([0, 0, 0, 1]), torch.tensor([.5, .9, .5, .5])).tolist()
+    [0, 1, 0, 3]
+    """
+    if len(groups) == 0:
+        return torch.zeros(0, dtype=torch.long)
+    keys = torch.stack([groups.to(torch.float64), scores.to(torch.float64)], 1)
+    _, inverse = torch.unique(keys, dim=0, return_inverse=True)
+    rows = torch.arange(len(groups))
+    first = torch.full((int(inverse.max()) + 1,), len(groups), dtype=torch.long)
+    first = first.scatter_reduce(0, inverse, rows, "amin")
+    return first[inverse]
+
+
+def nms_box_iou(a_xyxy: torch.Tensor, b_xyxy: torch.Tensor) -> torch.Tensor:
+    """IoU of row ``k`` of ``a`` with row ``k`` of ``b`` as GEN-VLKT's ``pairwise_nms`` computes it:
+    ``+1`` sides clamped at 0, ``+1`` areas *not* clamped, no guard on the division (an inverted
+    box gives a negative or NaN overlap, as numpy does there)."""
+    iw = (torch.minimum(a_xyxy[:, 2], b_xyxy[:, 2]) - torch.maximum(a_xyxy[:, 0], b_xyxy[:, 0]) + 1).clamp(min=0)
+    ih = (torch.minimum(a_xyxy[:, 3], b_xyxy[:, 3]) - torch.maximum(a_xyxy[:, 1], b_xyxy[:, 1]) + 1).clamp(min=0)
+    area_a = (a_xyxy[:, 2] - a_xyxy[:, 0] + 1) * (a_xyxy[:, 3] - a_xyxy[:, 1] + 1)
+    area_b = (b_xyxy[:, 2] - b_xyxy[:, 0] + 1) * (b_xyxy[:, 3] - b_xyxy[:, 1] + 1)
+    inter = iw * ih
+    return inter / (area_a + area_b - inter)
+
+
 def triplet_nms_keep(dets: FlatDetections, nms: TripletNMS, num_classes: int) -> torch.Tensor:
-    """Greedy NMS per (image, class): keep a detection unless a kept better one overlaps it.
+    """Greedy NMS per (image, class): keep a detection unless a kept better one overlaps it
+    (GEN-VLKT ``triplet_nms_filter`` / ``pairwise_nms``).
 
     Runs over rank positions within a cell (at most the top-k cut), never over detections.
     """
@@ -257,10 +417,10 @@ def triplet_nms_keep(dets: FlatDetections, nms: TripletNMS, num_classes: int) ->
     src, dst = cell_candidates(cells, cells)
     ahead = pos[src] < pos[dst]
     src, dst = src[ahead], dst[ahead]
-    iou_h = paired_box_iou(dets.humans[src], dets.humans[dst], "plus_one")
-    iou_o = paired_box_iou(dets.objects[src], dets.objects[dst], "plus_one")
-    overlap = torch.pow(iou_h, nms.alpha) * torch.pow(iou_o, nms.beta)
-    src, dst = src[overlap > nms.threshold], dst[overlap > nms.threshold]
+    overlap = torch.pow(nms_box_iou(dets.humans[src], dets.humans[dst]), nms.alpha) * torch.pow(
+        nms_box_iou(dets.objects[src], dets.objects[dst]), nms.beta)
+    suppressed = ~(overlap <= nms.threshold)  # pairwise_nms keeps ``ovr <= thres``: NaN suppresses
+    src, dst = src[suppressed], dst[suppressed]
     keep = torch.ones(len(cells), dtype=torch.bool)
     dst_pos = pos[dst]
     for p in torch.unique(dst_pos).tolist():

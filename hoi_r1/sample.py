@@ -34,8 +34,8 @@ class HOISample:
         image_id: index of the image in its split (stable, used by the metric to drop duplicates).
         file_name: name of the image file as the annotation file gives it.
         image_path: path of the image file on disk (``image_root / file_name``).
-        width: original image width in pixels.
-        height: original image height in pixels.
+        width: original image width in pixels (0: unknown, read without image sizes).
+        height: original image height in pixels (0: unknown).
         human_boxes: ``(H, 4)`` human boxes, xyxy, original pixels.
         object_boxes: ``(O, 4)`` object boxes, xyxy, original pixels.
         object_labels: ``(O,)`` object id of each object box.

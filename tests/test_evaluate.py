@@ -156,3 +156,74 @@ def test_missing_and_malformed_prediction_files(files):
     (tmp / "dict.json").write_text("{}")
     with pytest.raises(BadPredictionError, match="JSON list"):
         evaluate_files(ann, tmp / "dict.json")
+
+
+def test_no_image_files_needed_for_boxes_in_original_pixels(files):
+    # like the real test_hico.json: records without width / height, and no image on disk
+    tmp, ann, samples = files
+    records = json.loads(ann.read_text())
+    for r in records:
+        r.pop("width"), r.pop("height")
+    bare = tmp / "bare.json"
+    bare.write_text(json.dumps(records))
+    assert not list(tmp.glob("*.jpg"))
+    preds = write(tmp / "preds.json", [{"file_name": s.file_name, "hois": hois_of(s)} for s in samples])
+    assert evaluate_files(bare, preds)["mAP_full"] == pytest.approx(evaluate_files(ann, preds)["mAP_full"], abs=0)
+    # completions in original pixels do not need sizes either
+    original = Frame.for_image("absolute_original", 100, 80)
+    texts = write(tmp / "texts.json", [{"file_name": s.file_name,
+                                         "completion": render_answer(s, VOCAB, original, reasoning="ok")}
+                                        for s in samples])
+    assert evaluate_files(bare, texts)["mAP_full"] == pytest.approx(evaluate_files(ann, texts)["mAP_full"], abs=0)
+
+
+def test_text_frames_name_the_missing_images_they_need(files):
+    from PIL import Image
+
+    tmp, ann, samples = files
+    records = json.loads(ann.read_text())
+    for r in records:
+        r.pop("width"), r.pop("height")
+    bare = tmp / "bare.json"
+    bare.write_text(json.dumps(records))
+    entries = []
+    for s in samples[:3]:  # completions for three images only
+        frame = Frame.for_image("normalized_1000", s.width, s.height)
+        entries.append({"file_name": s.file_name, "completion": render_answer(s, VOCAB, frame, reasoning="ok")})
+    preds = write(tmp / "preds.json", entries)
+    with pytest.raises(BadPredictionError) as info:
+        evaluate_files(bare, preds, frame="normalized_1000")
+    message = str(info.value)
+    assert "--frame normalized_1000 needs the original size" in message and "3 image file(s) missing" in message
+    assert all(str(tmp / s.file_name) in message for s in samples[:3])
+    assert str(tmp / samples[3].file_name) not in message  # images without a completion are not needed
+    for s in samples[:3]:
+        Image.new("RGB", (s.width, s.height)).save(tmp / s.file_name)
+    got = evaluate_files(bare, preds, frame="normalized_1000")
+    assert got["mAP_full"] == evaluate_files(ann, preds, frame="normalized_1000")["mAP_full"]
+
+
+def test_vectorised_reader_equals_the_per_entry_reader(files, monkeypatch):
+    from hoi_r1 import evaluate as ev
+
+    tmp, ann, samples = files
+    rng = random.Random(3)
+    entries = [{"file_name": s.file_name, "hois": hois_of(s, score=rng.random(), shift=rng.choice([0, 1.5, 7]))
+                + [{"human_box": [1, 2, 30, 40], "object_box": [5.5, 6, 20, 70], "object": "cup", "verb": "hold",
+                    "score": 1}]} for s in samples]
+    preds = write(tmp / "preds.json", entries)
+    used = []
+    original = ev._PredictionReader._vectorised_hois
+    monkeypatch.setattr(ev._PredictionReader, "_vectorised_hois", lambda self, e: used.append(1) or original(self, e))
+    fast = evaluate_files(ann, preds, protocol="qpic")
+    assert used and original(ev._PredictionReader(preds, VOCAB, "absolute_original", "error"), entries) is not None
+    monkeypatch.setattr(ev._PredictionReader, "_vectorised_hois", lambda self, e: None)
+    slow = evaluate_files(ann, preds, protocol="qpic")
+    assert fast == slow
+
+
+def test_eval_benchmark_smoke():
+    from benchmarks.eval_benchmark import run
+
+    figures = run(num_images=150, num_pairs=300, per_image=4, protocol="hoi_r1")
+    assert figures["identical"] is True and figures["detections"] == 600 and 0 < figures["mAP_full"] < 1

@@ -21,7 +21,7 @@ VOCAB = HOIVocabulary.open(["hold", "ride"], ["person", "bicycle", "cup"],
                            [("ride", "bicycle"), ("hold", "bicycle"), ("hold", "cup")])
 H = [0.0, 0.0, 9.0, 19.0]
 O = [20.0, 0.0, 39.0, 9.0]
-ALL = ("hico_official", "qpic", "gen_vlkt", "pocket", "swig")
+ALL = ("hico_official", "qpic", "gen_vlkt", "pocket", "swig", "hoi_r1")
 SWIG_VOCAB = replace(VOCAB, frequency=(2, 1, 0))
 
 
@@ -118,6 +118,73 @@ def test_images_without_ground_truth():
     assert ap_of(p, t, "hico_official") == pytest.approx(eleven([0.5] * 11), abs=1e-15)
     assert ap_of(p, t, "pocket") == pytest.approx(eleven([1.0] * 11), abs=1e-15)
     assert ap_of(p, t, "swig", vocab=SWIG_VOCAB) == pytest.approx(eleven([0.5] * 11), abs=1e-15)
+
+
+def test_qpic_ignores_images_without_ground_truth_gen_vlkt_does_not():
+    # QPIC's evaluate builds a list key for an image without ground truth, and a list is never
+    # "in" its list of tuples: the detection of image 1 is skipped. GEN-VLKT keys by HOI id and
+    # counts it as a false positive.
+    t = [target(0, [(H, O, 0)]), target(1, [])]
+    p = [pred(0, [(H, O, 0, 0.5)]), pred(1, [(H, O, 0, 0.9)])]
+    assert ap_of(p, t, "qpic") == pytest.approx(eleven([1.0] * 11), abs=1e-15)
+    assert ap_of(p, t, "gen_vlkt") == pytest.approx(eleven([0.5] * 11), abs=1e-15)
+
+
+def test_touching_boxes_do_not_overlap_in_qpic_and_gen_vlkt():
+    gt_h = [0.0, 0.0, 0.5, 10.0]  # +1: 1.5 x 11 = 16.5
+    det_h = [0.5, 0.0, 1.0, 10.0]  # touches gt_h at x = 0.5; +1 intersection 1 x 11
+    # +1 IoU = 11 / (16.5 + 16.5 - 11) = 0.5: the official rule matches ...
+    t, p = [target(0, [(gt_h, O, 0)])], [pred(0, [(det_h, O, 0, 0.9)])]
+    assert ap_of(p, t, "hico_official") == pytest.approx(1.0, abs=1e-12)
+    # ... QPIC's compute_IOU returns 0 unless max(x1) < min(x2): a false positive
+    assert ap_of(p, t, "qpic") == 0.0
+    assert ap_of(p, t, "gen_vlkt") == 0.0
+
+
+def test_gen_vlkt_tied_scores_become_copies_of_the_first():
+    second = (shift(H, 50), shift(O, 50), 0)
+    t = [target(0, [(H, O, 0), second])]
+    p = [pred(0, [(H, O, 0, 0.5), (*second[:2], 0, 0.5)])]
+    # hico_official / qpic: both detections are true positives
+    assert ap_of(p, t, "hico_official") == pytest.approx(1.0, abs=1e-12)
+    assert ap_of(p, t, "qpic") == pytest.approx(1.0, abs=1e-12)
+    # gen_vlkt looks each top-k score up with np.where(scores == s)[0][0]: two copies of the
+    # first detection, TP then FP -> precision 1 up to recall 1/2, nothing above
+    assert ap_of(p, t, "gen_vlkt") == pytest.approx(eleven([1.0] * 6 + [0.0] * 5), abs=1e-15)
+
+
+def test_hoi_r1_falls_back_to_the_first_free_pair():
+    # pairs A (H) and B (H shifted by 2) of class 0; det 1 is B's box exactly, det 2 is H
+    # shifted by 3 and 1 pixel down. +1 human IoUs: det 1 vs A 160/240, vs B 1 (passes both);
+    # det 2 vs A 133/267 (fails), vs B 171/229 (passes).
+    b = shift(H, 2)
+    d2 = [3.0, 1.0, 12.0, 20.0]
+    t = [target(0, [(H, O, 0), (b, O, 0)])]
+    p = [pred(0, [(b, O, 0, 0.9), (d2, O, 0, 0.8)])]
+    # best pair, no fall-back: det 1 takes B, det 2's best (B) is taken -> FP; recall 1/2
+    assert ap_of(p, t, "hico_official") == pytest.approx(eleven([1.0] * 6 + [0.0] * 5), abs=1e-15)
+    # HOI-R1's match_hoi: det 1 takes the first pair passing both IoUs (A), det 2 then takes B
+    assert ap_of(p, t, "hoi_r1") == pytest.approx(eleven([1.0] * 11), abs=1e-15)
+
+
+def test_hoi_r1_drops_scores_below_one_thousandth():
+    t = [target(0, [(H, O, 0)])]
+    p = [pred(0, [(H, O, 0, 0.0009)])]
+    assert ap_of(p, t, "hoi_r1") == 0.0
+    assert ap_of(p, t, "hico_official") == pytest.approx(1.0, abs=1e-12)
+    p = [pred(0, [(H, O, 0, 0.001)])]
+    assert ap_of(p, t, "hoi_r1") == pytest.approx(1.0, abs=1e-12)
+
+
+def test_hoi_r1_classes_without_ground_truth():
+    # class 0 has ground truth; class 1 none but a detection (NaN recall -> left out); class 2
+    # neither (compute_pr returns AP 0 before any NaN -> counted)
+    t = [target(0, [(H, O, 0)])]
+    p = [pred(0, [(H, O, 0, 0.9), (shift(H, 100), shift(O, 100), 1, 0.8)])]
+    out = hoi_mean_average_precision(p, t, VOCAB, protocol="hoi_r1", per_class=True)
+    ap = out["per_class_ap"].tolist()
+    assert ap[0] == pytest.approx(1.0, abs=1e-12) and math.isnan(ap[1]) and ap[2] == 0.0
+    assert out["mAP_full"].item() == pytest.approx((eleven([1.0] * 11) + 0.0) / 2, abs=1e-15)
 
 
 def test_iou_exactly_one_half_and_the_plus_one_convention():
@@ -220,6 +287,15 @@ def test_qpic_object_label_rule():
     assert ap_of(p, t, "gen_vlkt", cls=1) == 0.0
 
 
+def test_pocket_class_comes_from_object_label_and_verb():
+    # UPT's test_hico: interactions = conversion[objects, verbs]. "hold" with a bicycle label is
+    # class 1 (hold bicycle), whatever the detection's own class (2, hold cup) says
+    p = [pred(0, [(H, O, 2, 0.9, VOCAB.objects.index("bicycle"))])]
+    t = [target(0, [(H, O, 1)])]
+    assert ap_of(p, t, "pocket", cls=1) == pytest.approx(1.0, abs=1e-12)
+    assert ap_of(p, t, "hico_official", cls=1) == 0.0
+
+
 def test_classes_without_test_ground_truth():
     t = [target(0, [(H, O, 0)])]
     p = [pred(0, [(H, O, 0, 0.9), (H, O, 1, 0.8)])]
@@ -261,8 +337,9 @@ def _random_set(seed, n_images=25):
 def test_perfect_predictions_give_one(protocol):
     vocab = SWIG_VOCAB if protocol == "swig" else VOCAB
     t = [target(i, [(shift(H, 50 * j), shift(O, 50 * j), (i + j) % 3) for j in range(3)]) for i in range(6)]
-    p = [pred(x["image_id"], [(h, o, k, 0.9) for h, o, k in zip(x["human_boxes"].tolist(),
-          x["object_boxes"].tolist(), x["hoi"].tolist())]) for x in t]
+    # distinct scores inside an image: gen_vlkt turns tied scores into copies of the first
+    p = [pred(x["image_id"], [(h, o, k, 0.9 - 0.01 * j) for j, (h, o, k) in enumerate(zip(
+          x["human_boxes"].tolist(), x["object_boxes"].tolist(), x["hoi"].tolist()))]) for x in t]
     out = hoi_mean_average_precision(p, t, vocab, protocol=protocol)
     assert out["mAP_full"].item() == pytest.approx(1.0, abs=1e-12)
     assert out["mean_max_recall"].item() == pytest.approx(1.0, abs=1e-12)

@@ -1,8 +1,20 @@
 """Parity of HOIMeanAveragePrecision with per-detection Python-loop references, one per protocol.
 
-The references below are written from EVAL_SPEC.md in the shape of the published evaluators
-(a loop over classes, over ranked detections, over ground-truth pairs), sharing no code with
-the metric. On random data with distinct scores every per-class AP must agree to 1e-9.
+Two kinds of reference, sharing no code with the metric:
+
+* :func:`qpic_flow_reference` follows the control flow of QPIC's ``datasets/hico_eval.py``
+  ``HICOEvaluator`` (``__init__`` top-k, ``evaluate``, ``compute_fptp``, ``compute_iou_mat``,
+  ``compute_IOU``, ``compute_map``, ``voc_ap``) and, with ``gen_vlkt=True``, the places where
+  GEN-VLKT's ``datasets/hico_eval_triplet.py`` departs from it (``util/topk.py`` ``top_k`` with
+  the ``np.where`` look-up, the images-without-GT branch, ``triplet_nms_filter``). It is the
+  reference of ``qpic`` and ``gen_vlkt``, also on tied scores.
+* :func:`hoi_r1_flow_reference` follows HOI-R1's ``hico_eval.py`` ``HICOEvaluator``
+  (``__init__`` top-k and score floor, ``eval_hoi`` / ``match_hoi`` / ``compute_iou``,
+  ``compute_pr``, ``compute_ap``, ``evaluation_default`` / ``evaluation_ko``).
+* :func:`reference` follows ``VOCevaldet_bboxpair.m`` (a loop over classes, ranked detections and
+  ground-truth pairs) for ``hico_official``, ``pocket`` and ``swig``.
+
+On random data every per-class AP must agree to 1e-9.
 """
 
 from __future__ import annotations
@@ -51,8 +63,206 @@ def nms_loop(rows, plus_one=True, thr=0.7, alpha=1.0, beta=0.5):
     return kept
 
 
+def qpic_iou(a, b):
+    """QPIC ``compute_IOU``: +1 areas; 0 unless the boxes overlap with positive extent."""
+    left, right = max(a[1], b[1]), min(a[3], b[3])
+    top, bottom = max(a[0], b[0]), min(a[2], b[2])
+    if left >= right or top >= bottom:
+        return 0
+    inter = (right - left + 1) * (bottom - top + 1)
+    return inter / ((a[2] - a[0] + 1) * (a[3] - a[1] + 1) + (b[2] - b[0] + 1) * (b[3] - b[1] + 1) - inter)
+
+
+def heap_top_k_scores(scores, k):
+    """GEN-VLKT ``top_k``: the k largest scores, descending (values only)."""
+    return sorted(scores, reverse=True)[:k]
+
+
+def pairwise_nms(rows, thr=0.7, alpha=1.0, beta=0.5):
+    """GEN-VLKT ``pairwise_nms`` over the rows of one class: indices kept, best first."""
+    def inter_union(a, b):
+        iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]) + 1)
+        ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]) + 1)
+        area = lambda z: (z[2] - z[0] + 1) * (z[3] - z[1] + 1)  # noqa: E731
+        return iw * ih, area(a) + area(b) - iw * ih
+    order = list(np.array([r["score"] for r in rows]).argsort()[::-1])
+    keep = []
+    while order:
+        i = order[0]
+        keep.append(i)
+        rest = []
+        for j in order[1:]:
+            sh, su = inter_union(rows[i]["h"], rows[j]["h"])
+            oh, ou = inter_union(rows[i]["o"], rows[j]["o"])
+            with np.errstate(divide="ignore", invalid="ignore"):  # numpy arrays there: 0/0 is nan
+                ovr = np.power(np.float64(sh) / su, alpha) * np.power(np.float64(oh) / ou, beta)
+            if ovr <= thr:
+                rest.append(j)
+        order = rest
+    return keep
+
+
+def qpic_flow_reference(preds, targets, vocab, gen_vlkt=False, nms=False, known_object=False):
+    """Per-class AP (NaN for classes without test ground truth) in QPIC's / GEN-VLKT's flow."""
+    table = {pair: k for k, pair in enumerate(vocab.interactions)}
+    gt_triplets, sum_gts = [], defaultdict(int)
+    objects_in_image = defaultdict(set)
+    for t in targets:
+        for k in t["hoi"].tolist():
+            if k not in gt_triplets:
+                gt_triplets.append(k)
+            sum_gts[k] += 1
+            objects_in_image[t["image_id"]].add(vocab.interactions[k][1])
+    tp, fp, score = defaultdict(list), defaultdict(list), defaultdict(list)
+    for p, t in sorted(zip(preds, targets), key=lambda pt: pt[1]["image_id"]):
+        image = t["image_id"]
+        entries = [dict(h=h, o=o, obj=ol, hoi=k, score=sc) for h, o, ol, k, sc in zip(
+            p["human_boxes"].tolist(), p["object_boxes"].tolist(), p["object_labels"].tolist(),
+            p["hoi"].tolist(), p["scores"].tolist())]
+        if gen_vlkt:  # top_k values, each looked up with np.where(hoi_scores == score)[0][0]
+            all_scores = np.array([e["score"] for e in entries])
+            hois = [dict(entries[np.where(all_scores == v)[0][0]]) for v in
+                    heap_top_k_scores([e["score"] for e in entries], 100)]
+            if nms:
+                groups = {}
+                for i, r in enumerate(hois):
+                    groups.setdefault(r["hoi"], []).append(i)
+                kept = []
+                for idx in groups.values():
+                    kept += [idx[j] for j in pairwise_nms([hois[i] for i in idx])]
+                hois = [hois[i] for i in kept]
+        else:  # scores x validity of (verb, predicted object), stable sort, first 100
+            for e in entries:
+                k = table.get((vocab.interactions[e["hoi"]][0], e["obj"]))
+                e["hoi"], e["score"] = (k, e["score"]) if k is not None else ((e["hoi"], e["obj"]), e["score"] * 0)
+            hois = sorted(entries, key=lambda e: e["score"], reverse=True)[:100]
+        if known_object:
+            hois = [e for e in hois if not isinstance(e["hoi"], tuple)
+                    and vocab.interactions[e["hoi"]][1] in objects_in_image[image]]
+        gt_hois = [dict(h=h, o=o, obj=ol, hoi=k) for h, o, ol, k in zip(
+            t["human_boxes"].tolist(), t["object_boxes"].tolist(), t["object_labels"].tolist(), t["hoi"].tolist())]
+        if not gt_hois:  # evaluate: images without ground-truth boxes
+            for e in hois:
+                key = e["hoi"] if gen_vlkt else [0, e["obj"], e["hoi"]]  # QPIC: a list, never found
+                if key not in gt_triplets:
+                    continue
+                tp[key].append(0)
+                fp[key].append(1)
+                score[key].append(e["score"])
+            continue
+        vis_tag = [0] * len(gt_hois)  # compute_fptp
+        for e in sorted(hois, key=lambda e: e["score"], reverse=True):
+            is_match, max_overlap, max_gt = 0, 0, None
+            for j, g in enumerate(gt_hois):
+                if not gen_vlkt and e["obj"] != g["obj"]:
+                    continue  # compute_IOU: boxes of different categories have IoU 0
+                ov_h, ov_o = qpic_iou(e["h"], g["h"]), qpic_iou(e["o"], g["o"])
+                if ov_h >= 0.5 and ov_o >= 0.5 and e["hoi"] == g["hoi"]:
+                    is_match = 1
+                    if min(ov_h, ov_o) > max_overlap:
+                        max_overlap, max_gt = min(ov_h, ov_o), j
+            if e["hoi"] not in gt_triplets:
+                continue
+            if is_match and vis_tag[max_gt] == 0:
+                tp[e["hoi"]].append(1)
+                fp[e["hoi"]].append(0)
+                vis_tag[max_gt] = 1
+            else:
+                tp[e["hoi"]].append(0)
+                fp[e["hoi"]].append(1)
+            score[e["hoi"]].append(e["score"])
+    aps = [math.nan] * vocab.num_classes
+    for k in gt_triplets:  # compute_map
+        if not tp[k]:
+            aps[k] = 0.0
+            continue
+        order = np.argsort(-np.array(score[k]))
+        ctp, cfp = np.cumsum(np.array(tp[k])[order]), np.cumsum(np.array(fp[k])[order])
+        rec, prec = ctp / sum_gts[k], ctp / (cfp + ctp)
+        ap = 0.0
+        for thr in np.arange(0.0, 1.1, 0.1):  # voc_ap
+            ap = ap + (0 if np.sum(rec >= thr) == 0 else np.max(prec[rec >= thr])) / 11.0
+        aps[k] = float(ap)
+    return aps
+
+
+def hoi_r1_area(b):
+    """HOI-R1 ``compute_area`` (invalid = 0)."""
+    return 0.0 if b[2] <= b[0] or b[3] <= b[1] else (b[2] - b[0] + 1) * (b[3] - b[1] + 1)
+
+
+def hoi_r1_iou(a, b):
+    """HOI-R1 ``compute_iou``."""
+    inter = hoi_r1_area([max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3])])
+    return inter / (hoi_r1_area(a) + hoi_r1_area(b) - inter + 1e-6)
+
+
+def hoi_r1_flow_reference(preds, targets, vocab, known_object=False):
+    """Per-class AP (NaN where HOI-R1 gets NaN) in the control flow of HOI-R1's hico_eval.py."""
+    table = {pair: k for k, pair in enumerate(vocab.interactions)}
+    gt_dets, pred_anno, obj_cats = {}, {}, {}
+    for p, t in sorted(zip(preds, targets), key=lambda pt: pt[1]["image_id"]):
+        image = t["image_id"]
+        gt_dets[image] = defaultdict(list)
+        for h, o, k in zip(t["human_boxes"].tolist(), t["object_boxes"].tolist(), t["hoi"].tolist()):
+            gt_dets[image][k].append((h, o))
+        obj_cats[image] = {vocab.interactions[k][1] for k in t["hoi"].tolist()}
+        hois = []
+        for h, o, ol, k, sc in zip(p["human_boxes"].tolist(), p["object_boxes"].tolist(),
+                                   p["object_labels"].tolist(), p["hoi"].tolist(), p["scores"].tolist()):
+            cls = table.get((vocab.interactions[k][0], ol))
+            hois.append((h, o, cls, sc if cls is not None else sc * 0))  # hoi_scores *= masks
+        hois = sorted(hois, key=lambda e: e[3], reverse=True)[:100]
+        pred_anno[image] = defaultdict(list)
+        for h, o, cls, sc in hois:
+            if sc < 0.001:
+                continue
+            pred_anno[image][cls].append((h, o, sc))
+    aps = []
+    for k in range(vocab.num_classes):  # eval_hoi
+        y_true, y_score, npos = [], [], 0
+        for image in gt_dets:
+            if known_object and vocab.interactions[k][1] not in obj_cats[image]:
+                continue
+            candidates = list(gt_dets[image].get(k, []))
+            npos += len(candidates)
+            dets = pred_anno[image].get(k, [])
+            for i in sorted(range(len(dets)), key=lambda i: dets[i][2], reverse=True):
+                h, o, sc = dets[i]
+                is_match = False
+                for j, (gh, go) in enumerate(candidates):  # match_hoi
+                    if hoi_r1_iou(h, gh) > 0.5 and hoi_r1_iou(o, go) > 0.5:
+                        is_match = True
+                        del candidates[j]
+                        break
+                y_true.append(is_match)
+                y_score.append(sc)
+        ranked = [y for y, _ in sorted(zip(y_true, y_score), key=lambda x: x[1], reverse=True)]  # compute_pr
+        if not ranked:
+            aps.append(0.0)
+            continue
+        tp = np.array(ranked)
+        fp = np.cumsum(~tp)
+        tp = np.cumsum(tp)
+        recall = tp / npos if npos else np.nan * tp
+        precision = tp / (tp + fp)
+        if np.any(np.isnan(recall)):  # compute_ap
+            aps.append(math.nan)
+            continue
+        ap = 0
+        for thr in np.arange(0, 1.1, 0.1):
+            selected = precision[recall >= thr]
+            ap += (0 if selected.size == 0 else np.max(selected)) / 11.0
+        aps.append(float(ap))
+    return aps
+
+
 def reference(preds, targets, vocab, protocol, nms=False, known_object=False):
     """Per-class AP (list, NaN for classes outside the averages) with per-detection loops."""
+    if protocol in ("qpic", "gen_vlkt"):
+        return qpic_flow_reference(preds, targets, vocab, protocol == "gen_vlkt", nms, known_object)
+    if protocol == "hoi_r1":
+        return hoi_r1_flow_reference(preds, targets, vocab, known_object)
     plus_one = protocol in ("hico_official", "qpic", "gen_vlkt")
     strict = protocol == "pocket"
     table = {pair: k for k, pair in enumerate(vocab.interactions)}
@@ -70,8 +280,12 @@ def reference(preds, targets, vocab, protocol, nms=False, known_object=False):
         rows = [dict(h=h, o=o, obj=ol, hoi=k, score=s) for h, o, ol, k, s in zip(
             p["human_boxes"].tolist(), p["object_boxes"].tolist(), p["object_labels"].tolist(),
             p["hoi"].tolist(), p["scores"].tolist())]
-        if protocol == "pocket" and len(t["hoi"]) == 0:
-            continue
+        if protocol == "pocket":  # UPT test_hico: the empty images are not in the test set
+            if len(t["hoi"]) == 0:
+                continue
+            for r in rows:  # interactions = conversion[objects, verbs]
+                r["hoi"] = table.get((vocab.interactions[r["hoi"]][0], r["obj"]))
+            rows = [r for r in rows if r["hoi"] is not None]
         if protocol == "qpic":
             for r in rows:
                 k = table.get((vocab.interactions[r["hoi"]][0], r["obj"]))
@@ -189,7 +403,7 @@ def assert_close_ap(got, ref):
 
 
 # --------------------------------------------------------------------------- tests
-@pytest.mark.parametrize("protocol", ["hico_official", "qpic", "gen_vlkt", "pocket", "swig"])
+@pytest.mark.parametrize("protocol", ["hico_official", "qpic", "gen_vlkt", "pocket", "swig", "hoi_r1"])
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_per_class_ap_matches_loop_reference(protocol, seed):
     vocab = small_vocab(swig=protocol == "swig")
@@ -212,7 +426,7 @@ def test_gen_vlkt_triplet_nms_matches_loop_reference(seed):
     assert not torch.allclose(plain["per_class_ap"].nan_to_num(), out["per_class_ap"].nan_to_num())
 
 
-@pytest.mark.parametrize("protocol", ["hico_official", "qpic"])
+@pytest.mark.parametrize("protocol", ["hico_official", "qpic", "hoi_r1"])
 def test_known_object_matches_loop_reference(protocol):
     vocab = small_vocab()
     preds, targets = random_data(vocab, 4)
@@ -264,3 +478,34 @@ def test_benchmark_smoke(protocol):
     figures = run(num_images=60, num_pairs=700, per_image=20, protocol=protocol, batch_size=8)
     assert figures["max_abs_delta_ap"] == 0.0
     assert figures["detections"] == 1200 and 0 < figures["mAP_full"] < 1
+
+
+@pytest.mark.parametrize("protocol", ["hico_official", "qpic", "gen_vlkt", "hoi_r1"])
+def test_tied_scores_rank_as_the_reference_does(protocol):
+    # scores on a grid of 8 values: classes with dozens of tied detections. QPIC and GEN-VLKT
+    # rank them with np.argsort(-score) (unstable), MATLAB with its stable sort; GEN-VLKT also
+    # turns tied scores of one image into copies of the first.
+    vocab = small_vocab()
+    preds, targets = random_data(vocab, 9, num_images=40)
+    for p in preds:
+        p["scores"] = (p["scores"] * 8).ceil() / 8
+    out = hoi_mean_average_precision(preds, targets, vocab, protocol=protocol, per_class=True)
+    assert_close_ap(out["per_class_ap"], reference(preds, targets, vocab, protocol))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hoi_r1_fall_back_on_crowded_images_matches_loop_reference(seed):
+    # each image with ground truth gets two more pairs of its first pair's class, 2 and 4 pixels
+    # apart: jittered detections then pass several pairs, where the fall-back rule and the
+    # best-pair rule part ways
+    vocab = small_vocab()
+    preds, targets = random_data(vocab, seed, num_images=40)
+    for t in targets:
+        if len(t["hoi"]):
+            extra_h = torch.stack([t["human_boxes"][0] + d for d in (2.0, 4.0)])
+            t["human_boxes"] = torch.cat([t["human_boxes"], extra_h])
+            t["object_boxes"] = torch.cat([t["object_boxes"], t["object_boxes"][:1].repeat(2, 1)])
+            t["object_labels"] = torch.cat([t["object_labels"], t["object_labels"][:1].repeat(2)])
+            t["hoi"] = torch.cat([t["hoi"], t["hoi"][:1].repeat(2)])
+    out = hoi_mean_average_precision(preds, targets, vocab, protocol="hoi_r1", per_class=True)
+    assert_close_ap(out["per_class_ap"], reference(preds, targets, vocab, "hoi_r1"))

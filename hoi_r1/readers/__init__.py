@@ -40,6 +40,7 @@ def read_annotations(
     on_bad_record: OnBadRecord = "error",
     check_images: bool = False,
     split: Literal["train", "test"] | None = None,
+    read_image_sizes: bool = True,
 ) -> HOIDataset:
     """Read an annotation file of any supported format.
 
@@ -54,6 +55,9 @@ def read_annotations(
         check_images: open and decode every image.
         split: which split of ``anno_bbox.mat`` to read (``bbox_train`` or ``bbox_test``);
             required for ``.mat`` files, ignored otherwise.
+        read_image_sizes: PPDM/QPIC JSON records without ``width`` / ``height`` take their size
+            from the image header; with ``False`` they get size 0 (unknown) and no image is
+            opened (the other formats carry sizes).
     """
     from hoi_r1.readers.hico_det import load_json, read_hico_json
 
@@ -73,7 +77,7 @@ def read_annotations(
         if categories is None:
             raise ValueError(f"{path}: SWIG-HOI annotations need categories= (category metadata file)")
         return read_swig_json(path, categories, records=records, **options)
-    return read_hico_json(path, vocab=vocab, records=records, **options)
+    return read_hico_json(path, vocab=vocab, records=records, read_image_sizes=read_image_sizes, **options)
 
 
 def _json_kind(path: Path, records: object) -> Literal["hico", "swig"]:

@@ -65,6 +65,7 @@ def read_hico_json(
     on_bad_record: OnBadRecord = "error",
     check_images: bool = False,
     records: list | None = None,
+    read_image_sizes: bool = True,
 ) -> HOIDataset:
     """Read a PPDM/QPIC JSON annotation file.
 
@@ -76,6 +77,9 @@ def read_hico_json(
         on_bad_record: ``"error"`` raises :class:`BadRecordError`; ``"skip"`` drops the record.
         check_images: open and decode every image (finds missing, unreadable, truncated files).
         records: the already parsed JSON list (saves a second parse when the caller has it).
+        read_image_sizes: open the image header of a record without ``width`` / ``height``;
+            with ``False`` such a sample gets width and height 0 (unknown), and no image file
+            is needed (``hoi-r1 eval`` on boxes in original pixels).
     """
     path = Path(path)
     if records is None:
@@ -89,7 +93,7 @@ def read_hico_json(
     samples: list[HOISample] = []
     for index, record in enumerate(records):
         with policy.record(index):
-            samples.append(_read_record(record, index, vocab, table, root, check_images))
+            samples.append(_read_record(record, index, vocab, table, root, check_images, read_image_sizes))
     return HOIDataset(samples=samples, vocab=vocab, source=f"{path} (PPDM/QPIC JSON)", skipped=policy.skipped)
 
 
@@ -215,7 +219,8 @@ def _validity_columns(vocab: HOIVocabulary) -> np.ndarray:
 
 
 def _read_record(
-    record: Any, image_id: int, vocab: HOIVocabulary, table: dict[int, int], root: Path, check_images: bool
+    record: Any, image_id: int, vocab: HOIVocabulary, table: dict[int, int], root: Path, check_images: bool,
+    read_image_sizes: bool = True,
 ) -> HOISample:
     file_name = get_field(record, "file_name", str)
     size = None
@@ -246,5 +251,5 @@ def _read_record(
                     f"{what}.hoi_category_id = {given + 1} disagrees with (verb, object) class {cls + 1}"
                 )
         pairs.append((subject, obj, verb, cls))
-    image_path, width, height = resolve_image(file_name, root, size, check_images)
+    image_path, width, height = resolve_image(file_name, root, size, check_images, read_image_sizes)
     return assemble_sample(image_id, file_name, image_path, width, height, boxes, labels, pairs, vocab.person)

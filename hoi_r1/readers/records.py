@@ -220,11 +220,16 @@ def image_size(path: Path, check_images: bool) -> tuple[int, int]:
 
 
 def resolve_image(
-    file_name: str, image_root: Path, size: tuple[int, int] | None, check_images: bool
+    file_name: str, image_root: Path, size: tuple[int, int] | None, check_images: bool,
+    read_image_sizes: bool = True,
 ) -> tuple[str, int, int]:
     """Image path and ``(width, height)``: the record's size when it has one, else the image's.
-    The image is opened only when the size is needed or ``check_images`` asks for it."""
+    The image is opened only when the size is needed or ``check_images`` asks for it; with
+    ``read_image_sizes=False`` a record without a size gets ``(0, 0)`` (unknown) and no image
+    is opened."""
     path = image_root / file_name
+    if size is None and not read_image_sizes and not check_images:
+        return str(path), 0, 0
     if size is None or check_images:
         found = image_size(path, check_images)
         if size is not None and tuple(found) != tuple(size):
