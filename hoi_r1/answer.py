@@ -1,6 +1,6 @@
 """The answer codec: render a target as answer text, parse model output back into triplets.
 
-Format (HOI-R1 compatible; DESIGN.md, "Answer format")::
+Format (HOI-R1 compatible; docs/answer_format.md)::
 
     <think>free text</think><answer>[{"human": [x1, y1, x2, y2], "object": [x1, y1, x2, y2],
     "object class": "bicycle", "verb class": ["ride", "sit on"]}]</answer>

@@ -1,7 +1,7 @@
 """Boxes: validity, area, IoU and pair-IoU in both pixel conventions.
 
-Every box inside the program is ``xyxy``, float, in pixels of the *original* image
-(DESIGN.md, "Contracts"). Two pixel conventions exist in the HOI literature:
+Every box inside the program is ``xyxy``, float, in pixels of the *original* image.
+Two pixel conventions exist in the HOI literature:
 
 * ``continuous`` — a box spans ``x2 - x1`` pixels (UPT/pocket, SWIG-HOI, the rewards);
 * ``plus_one`` — a box spans ``x2 - x1 + 1`` pixels, and two boxes overlap only when both

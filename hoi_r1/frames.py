@@ -1,7 +1,7 @@
 """Coordinate frames of the answer text, and the Qwen2-VL image resize that defines one of them.
 
-Inside the program every box is ``xyxy`` float in pixels of the *original* image
-(DESIGN.md, "Contracts"). The text a model reads and writes uses one of three frames:
+Inside the program every box is ``xyxy`` float in pixels of the *original* image.
+The text a model reads and writes uses one of three frames:
 
 * ``absolute_resized`` — integer pixels of the image *after* the processor's smart-resize
   (Qwen2.5-VL grounds boxes in the pixels it was shown);

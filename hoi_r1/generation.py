@@ -3,7 +3,7 @@ per-token log-probabilities that the ``logprob`` confidence score needs.
 
 Image placeholder tokens (``<|image_pad|>``, ``<|vision_start|>``…) are suppressed during
 sampling: a sampled image-pad token would break the next forward pass, which counts image
-tokens to place the image features (GRPO_NOTES.md, "Vision-language pitfalls").
+tokens to place the image features.
 """
 
 from __future__ import annotations

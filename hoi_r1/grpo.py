@@ -19,7 +19,7 @@ The training loop, per rank (sources in brackets; the maths is in :mod:`hoi_r1.g
    by ``loss_type`` (TRL's conventions) [PPO; DAPO; Dr. GRPO]. The loss is returned to Lightning's
    automatic optimisation, so ``accumulate_grad_batches`` (must divide ``steps_per_generation``),
    gradient clipping, precision and every strategy (DDP, FSDP, DeepSpeed) apply unchanged; no
-   manual backward (Lightning's FSDP rejects manual optimisation, GRPO_NOTES.md).
+   manual backward (Lightning's FSDP rejects manual optimisation).
 
 Departures from TRL's ``GRPOTrainer``: the micro-batches are contiguous slices of the generation
 batch (TRL shuffles them); the prompt batch is collated once per serve (cheap next to

@@ -30,7 +30,7 @@ The algorithm, for one generation batch (sources in brackets):
    the policy part of ``ℓ_t`` is multiplied by ``min(exp(old_t - sampler_t), C)``
    (:func:`truncated_importance_weights`; truncated importance sampling, Yao et al. 2025,
    "Your efficient RL framework secretly brings you off-policy RL training"; TRL ``token_truncate``).
-7. Normalisation of ``Σ_t ℓ_t`` by ``loss_type`` (TRL's, so numbers compare; GRPO_NOTES.md):
+7. Normalisation of ``Σ_t ℓ_t`` by ``loss_type`` (TRL's, so numbers compare):
 
    ============  =========================================================================
    ``grpo``      each sequence by its own length, then mean over sequences (DeepSeekMath;

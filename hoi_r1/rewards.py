@@ -1,5 +1,5 @@
-"""GRPO rewards for HOI answers: ``format``, ``keys``, ``label`` and ``iou`` (DESIGN.md, "Reward
-definitions"; the HOI-R1 paper names these rewards but publishes no formula, so these are ours).
+"""GRPO rewards for HOI answers: ``format``, ``keys``, ``label`` and ``iou`` (docs/grpo.md,
+"Rewards"; the HOI-R1 paper names these rewards but publishes no formula, so these are ours).
 
 A reward is a plain callable ``(completions, targets) -> list[float | None]`` (TRL's contract),
 one value in ``[0, 1]`` per completion, ``None`` where it does not apply (a target without

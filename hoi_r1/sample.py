@@ -1,6 +1,6 @@
 """The one internal per-image format every reader produces and every consumer reads.
 
-Boxes are ``xyxy`` float64 in pixels of the original image (DESIGN.md, "Contracts"); object
+Boxes are ``xyxy`` float64 in pixels of the original image; object
 labels, verbs and interaction (HOI class) ids index a :class:`~hoi_r1.vocab.HOIVocabulary`.
 A person that is the *object* of an interaction (``hug person``) appears in ``object_boxes``
 with the ``person`` object id.

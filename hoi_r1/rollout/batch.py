@@ -4,7 +4,7 @@ and the buffer that holds one generation batch while it is served as micro-batch
 Qwen-VL processors concatenate the image patches of a whole batch into one ``pixel_values``
 tensor ``(Σ_i t_i·h_i·w_i, D)`` with one ``image_grid_thw`` row ``(t, h, w)`` per image. Taking
 rows of a batch (the ``G`` copies of a prompt, a micro-batch) therefore means taking each row's
-own block of patches (GRPO_NOTES.md, "Vision-language pitfalls"); :func:`select_prompts` does
+own block of patches; :func:`select_prompts` does
 that, assuming one image per prompt (the project's prompts hold exactly one).
 
 >>> grid = torch.tensor([[1, 2, 2], [1, 2, 4]])          # 4 and 8 patches

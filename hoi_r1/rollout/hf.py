@@ -5,7 +5,7 @@ checkpointing: recomputation only serves a backward pass, and with the cache off
 checkpointing forces) every new token would re-run the whole sequence; it is switched off for
 the generation and back on after. Under FSDP or DeepSpeed ZeRO-3 every rank must keep calling
 the model until all ranks are done (``synced_gpus=True``), or the parameter all-gathers
-deadlock; FSDP1's root-level parameters are summoned for the duration (GRPO_NOTES.md).
+deadlock; FSDP1's root-level parameters are summoned for the duration.
 """
 
 from __future__ import annotations

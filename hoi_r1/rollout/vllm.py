@@ -1,6 +1,6 @@
 """The ``vllm`` rollout engine: a colocated ``vllm.LLM`` on each rank (GPU; the CPU build for tests).
 
-How it works (GRPO_NOTES.md, "vLLM in the loop"; TRL 1.16's colocate mode for the facts):
+How it works (TRL 1.16's colocate mode for the facts; docs/vllm.md):
 
 1. **Build**: one in-process engine per rank (``external_launcher``), which reads ``RANK``,
    ``LOCAL_RANK`` and ``WORLD_SIZE`` — Lightning's launcher does not set ``RANK``, so the engine

@@ -1,6 +1,6 @@
 """OV-HOI rewards: ``accuracy``, ``format``, ``tool_usage`` and ``spatial`` (ImagineAgent, arXiv
-2602.11499, names these four; it publishes no formulas, so these are ours — DESIGN.md, "Reward
-definitions").
+2602.11499, names these four; it publishes no formulas, so these are ours;
+docs/ov_hoi.md).
 
 Each reward is a plain callable ``(completions, targets) -> list[float | None]`` (the project's
 contract, :mod:`hoi_r1.rewards`): a completion is an episode's flat transcript
