@@ -45,6 +45,7 @@ import torch
 
 from hoi_r1.metric import hoi_mean_average_precision, targets_from_sample
 from hoi_r1.metric_protocols import PROTOCOL_NAMES
+from hoi_r1.readers.records import MissingImage, RecordProblem, image_size
 from hoi_r1.vocab import HOIVocabulary
 
 logger = logging.getLogger(__name__)
@@ -228,8 +229,6 @@ class _PredictionReader:
         """Original sizes of the images whose completions need them: only a text frame other
         than ``absolute_original`` does, and only for records without ``width`` / ``height``.
         Missing or unreadable image files are all named in one error."""
-        from hoi_r1.readers.records import MissingImage, RecordProblem, image_size
-
         if self.frame == "absolute_original":
             return {}
         sizes, missing = {}, []

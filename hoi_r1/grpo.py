@@ -337,9 +337,8 @@ class GRPOModule(HOIModule):
         return buffer
 
     def _triplet_advantages(self, scores: RewardBreakdown, completions: Completions) -> torch.Tensor:
-        """``(P·G, T)`` per-token triplet advantages of this rank's completions (its groups are whole)."""
-        if completions.turns is not None:
-            raise ValueError("loss.triplet_credit applies to single-turn answers, not to tool-using episodes")
+        """``(P·G, T)`` per-token triplet advantages of this rank's single-turn completions (its
+        groups are whole; :class:`~hoi_r1.tool_grpo.ToolGRPOModule` refuses triplet credit)."""
         tok = self.datamodule.processor.tokenizer
         values = torch.full(completions.token_ids.shape, float("nan"))
         parts = torch.full(completions.token_ids.shape, -1, dtype=torch.long)

@@ -158,14 +158,20 @@ def test_missing_and_malformed_prediction_files(files):
         evaluate_files(ann, tmp / "dict.json")
 
 
-def test_no_image_files_needed_for_boxes_in_original_pixels(files):
-    # like the real test_hico.json: records without width / height, and no image on disk
-    tmp, ann, samples = files
+def _without_sizes(tmp, ann):
+    """A copy of the annotations without width / height, like the real test_hico.json."""
     records = json.loads(ann.read_text())
     for r in records:
         r.pop("width"), r.pop("height")
     bare = tmp / "bare.json"
     bare.write_text(json.dumps(records))
+    return bare
+
+
+def test_no_image_files_needed_for_boxes_in_original_pixels(files):
+    # like the real test_hico.json: records without width / height, and no image on disk
+    tmp, ann, samples = files
+    bare = _without_sizes(tmp, ann)
     assert not list(tmp.glob("*.jpg"))
     preds = write(tmp / "preds.json", [{"file_name": s.file_name, "hois": hois_of(s)} for s in samples])
     assert evaluate_files(bare, preds)["mAP_full"] == pytest.approx(evaluate_files(ann, preds)["mAP_full"], abs=0)
@@ -181,11 +187,7 @@ def test_text_frames_name_the_missing_images_they_need(files):
     from PIL import Image
 
     tmp, ann, samples = files
-    records = json.loads(ann.read_text())
-    for r in records:
-        r.pop("width"), r.pop("height")
-    bare = tmp / "bare.json"
-    bare.write_text(json.dumps(records))
+    bare = _without_sizes(tmp, ann)
     entries = []
     for s in samples[:3]:  # completions for three images only
         frame = Frame.for_image("normalized_1000", s.width, s.height)

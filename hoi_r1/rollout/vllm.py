@@ -34,6 +34,7 @@ checks our side of the calls. All version-specific calls are in :mod:`hoi_r1.rol
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from typing import Literal
 
@@ -202,8 +203,6 @@ class VLLMRolloutEngine:
 
 
 def _free_port() -> int:
-    import socket
-
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
