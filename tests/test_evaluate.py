@@ -205,27 +205,66 @@ def test_text_frames_name_the_missing_images_they_need(files):
     assert got["mAP_full"] == evaluate_files(ann, preds, frame="normalized_1000")["mAP_full"]
 
 
-def test_vectorised_reader_equals_the_per_entry_reader(files, monkeypatch):
-    from hoi_r1 import evaluate as ev
+def test_typed_generic_and_per_entry_roads_agree(files, monkeypatch):
+    # integer and float coordinates, integer scores, extra keys, an entry without hois
+    from hoi_r1.prediction_reader import PredictionReader
 
     tmp, ann, samples = files
     rng = random.Random(3)
-    entries = [{"file_name": s.file_name, "hois": hois_of(s, score=rng.random(), shift=rng.choice([0, 1.5, 7]))
+    entries = [{"file_name": s.file_name, "extra": [1, {"a": None}],
+                "hois": hois_of(s, score=rng.random(), shift=rng.choice([0, 1.5, 7]))
                 + [{"human_box": [1, 2, 30, 40], "object_box": [5.5, 6, 20, 70], "object": "cup", "verb": "hold",
-                    "score": 1}]} for s in samples]
+                    "score": 1, "note": "x"}]} for s in samples[:-1]] + [{"file_name": samples[-1].file_name,
+                                                                          "hois": []}]
     preds = write(tmp / "preds.json", entries)
-    used = []
-    original = ev._PredictionReader._vectorised_hois
-    monkeypatch.setattr(ev._PredictionReader, "_vectorised_hois", lambda self, e: used.append(1) or original(self, e))
+    roads = []
+    typed, generic = PredictionReader._typed_columns, PredictionReader._vectorised_hois
+    monkeypatch.setattr(PredictionReader, "_typed_columns", lambda self, e: roads.append("typed") or typed(self, e))
+    monkeypatch.setattr(PredictionReader, "_vectorised_hois", lambda self, e: roads.append("generic") or generic(self, e))
     fast = evaluate_files(ann, preds, protocol="qpic")
-    assert used and original(ev._PredictionReader(preds, VOCAB, "absolute_original", "error"), entries) is not None
-    monkeypatch.setattr(ev._PredictionReader, "_vectorised_hois", lambda self, e: None)
-    slow = evaluate_files(ann, preds, protocol="qpic")
-    assert fast == slow
+    assert roads == ["typed"]
+    monkeypatch.setattr(PredictionReader, "_decode_typed", lambda self, data: None)
+    lists = evaluate_files(ann, preds, protocol="qpic")
+    assert roads == ["typed", "generic"]
+    monkeypatch.setattr(PredictionReader, "_vectorised_hois", lambda self, e: None)
+    per_entry = evaluate_files(ann, preds, protocol="qpic")
+    assert fast == lists == per_entry
+
+
+@pytest.mark.parametrize("hoi_change", [
+    {"score": 1e400}, {"score": True}, {"human_box": [0, 0, 5, "5"]}, {"object_box": [0, 0, 5, 5, 5]},
+    {"verb": None}, {"object": "horse"},
+])
+def test_a_file_the_typed_road_refuses_is_read_by_the_generic_road(files, hoi_change):
+    # JSON the typed decoder refuses (1e400 overflows, a bool score) or a check fails on: the
+    # message is the per-entry reader's, naming the entry, as before the typed road existed
+    tmp, ann, samples = files
+    entries = [{"file_name": s.file_name, "hois": hois_of(s)} for s in samples]
+    bad = {"human_box": [0, 0, 5, 5], "object_box": [0, 0, 5, 5], "object": "cup", "verb": "hold", "score": 0.5}
+    entries[3]["hois"].append(bad | hoi_change)
+    preds = tmp / "preds.json"
+    preds.write_text(json.dumps(entries).replace("Infinity", "1e400"))
+    with pytest.raises(BadPredictionError, match=rf"preds.json: entry 3: hois\[{len(entries[3]['hois']) - 1}\]: "):
+        evaluate_files(ann, preds)
+    assert sum(evaluate_files(ann, preds, on_bad_prediction="skip")["skipped"].values()) == 1
+
+
+def test_non_utf8_and_nan_literals_read_as_the_standard_parser_reads_them(files):
+    tmp, ann, samples = files
+    preds = tmp / "preds.json"
+    preds.write_text(json.dumps([{"file_name": samples[0].file_name, "hois": hois_of(samples[0], score=float("nan"))
+                                  or [{"human_box": [0, 0, 5, 5], "object_box": [0, 0, 5, 5], "object": "cup",
+                                       "verb": "hold", "score": float("nan")}]}]))
+    with pytest.raises(BadPredictionError, match=r"entry 0: hois\[0\]: score must be a finite number, found nan"):
+        evaluate_files(ann, preds)
+    preds.write_bytes(b'[{"file_name": "\xff"}]')
+    with pytest.raises(UnicodeDecodeError):
+        evaluate_files(ann, preds)
 
 
 def test_eval_benchmark_smoke():
     from benchmarks.eval_benchmark import run
 
-    figures = run(num_images=150, num_pairs=300, per_image=4, protocol="hoi_r1")
-    assert figures["identical"] is True and figures["detections"] == 600 and 0 < figures["mAP_full"] < 1
+    figures = run(num_images=150, num_pairs=300, per_image=4, protocol="hoi_r1", per_entry=True, command=False)
+    assert figures["identical"] is True and figures["per_entry_identical"] is True
+    assert figures["detections"] == 600 and 0 < figures["mAP_full"] < 1

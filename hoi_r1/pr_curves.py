@@ -1,0 +1,88 @@
+"""Per-class precision-recall curves of an HOI-mAP evaluation (for ``hoi-r1 eval --plots``).
+
+The curves are read off the states of :class:`hoi_r1.metric.HOIMeanAveragePrecision` after
+``update``, so they hold exactly the detections the protocol kept and matched: per class, the
+detections ranked as the protocol ranks them (:mod:`hoi_r1.average_precision`), cumulative
+true positives, ``recall = tp / npos`` and ``precision = tp / (tp + fp)``, one point per
+detection. The last recall of a class is its maximum recall.
+
+>>> import torch
+>>> from hoi_r1.vocab import HOIVocabulary
+>>> vocab = HOIVocabulary.open(["ride"], ["person", "bicycle"], [("ride", "bicycle")])
+>>> h, o = [[0., 0., 10., 20.]], [[5., 10., 30., 30.]]
+>>> target = {"image_id": 0, "human_boxes": torch.tensor(h * 2), "object_boxes": torch.tensor(o + [[50., 50., 60., 60.]]),
+...           "object_labels": torch.tensor([1, 1]), "hoi": torch.tensor([0, 0])}
+>>> pred = {"image_id": 0, "human_boxes": torch.tensor(h * 2), "object_boxes": torch.tensor(o * 2),
+...         "object_labels": torch.tensor([1, 1]), "hoi": torch.tensor([0, 0]), "scores": torch.tensor([.9, .8])}
+>>> curves = precision_recall_curves([pred], [target], vocab)
+>>> curves.recall[0].tolist(), curves.precision[0].tolist(), curves.max_recall.tolist()
+([0.5, 0.5], [1.0, 0.5], [0.5])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from hoi_r1.average_precision import numpy_argsort_order, rank_order
+from hoi_r1.metric import HOIMeanAveragePrecision
+from hoi_r1.metric_protocols import TripletNMS
+from hoi_r1.vocab import HOIVocabulary
+
+
+@dataclass(frozen=True)
+class PRCurves:
+    """Precision-recall curves of every class.
+
+    Args:
+        recall: per class, ``(n_c,)`` float64 recall after each ranked detection (empty for a
+            class without detections).
+        precision: per class, ``(n_c,)`` float64 precision after each ranked detection.
+        npos: ``(C,)`` ground-truth pairs per class.
+        max_recall: ``(C,)`` last recall of each class (0 without detections or ground truth).
+    """
+
+    recall: list[torch.Tensor]
+    precision: list[torch.Tensor]
+    npos: torch.Tensor
+    max_recall: torch.Tensor
+
+
+def precision_recall_curves(
+    preds: Sequence[Mapping[str, Any]],
+    targets: Sequence[Mapping[str, Any]],
+    vocab: HOIVocabulary,
+    protocol: str = "hico_official",
+    triplet_nms: bool | TripletNMS = False,
+) -> PRCurves:
+    """Curves of every class of ``vocab`` for the metric-input ``preds`` and ``targets``.
+
+    Args:
+        preds: prediction dicts, one per image (see :mod:`hoi_r1.metric`).
+        targets: target dicts, one per image, same order.
+        vocab: the vocabulary.
+        protocol: HOI-mAP protocol name.
+        triplet_nms: GEN-VLKT's triplet NMS (``gen_vlkt`` only).
+    """
+    metric = HOIMeanAveragePrecision(vocab, protocol=protocol, triplet_nms=triplet_nms)
+    metric.update(preds, targets)
+    classes, scores, tp, image_ids = (torch.cat(getattr(metric, name)) for name in
+                                      ("det_classes", "det_scores", "det_tp", "det_image_ids"))
+    npos = torch.zeros(vocab.num_classes, dtype=torch.long).index_add_(
+        0, torch.cat(metric.gt_classes), torch.cat(metric.gt_counts))
+    top_k = metric.protocol.top_k_per_class
+    if metric.protocol.tie_order == "numpy_argsort":
+        order = numpy_argsort_order(classes, scores, image_ids)
+    else:
+        order = rank_order(classes, scores, image_ids)
+    counts = torch.bincount(classes, minlength=vocab.num_classes).tolist()
+    recall, precision = [], []
+    for c, ranked in enumerate(tp[order].split(counts)):
+        ranked = ranked[:top_k] if top_k is not None else ranked
+        hits = torch.cumsum(ranked.double(), 0)
+        recall.append(hits / npos[c] if npos[c] > 0 else torch.zeros_like(hits))
+        precision.append(hits / torch.arange(1, len(hits) + 1, dtype=torch.float64))
+    max_recall = torch.tensor([float(r[-1]) if len(r) else 0.0 for r in recall], dtype=torch.float64)
+    return PRCurves(recall, precision, npos, max_recall)
