@@ -50,38 +50,45 @@ def test_validation_runs_episodes_with_the_model(tiny_model_dir, tool_world, tmp
 
 
 def test_episodes_that_answer_right_score_full_map(tiny_model_dir, tool_world, tmp_path, monkeypatch):
-    """A model that plays the cold-start teacher (tools, then the ground truth): the whole path from
-    the tool batches through the driver, the parser and the metric gives the mAP of perfect
-    answers and the exact call counts."""
-    teacher = TeacherTurns([tool_world.root / "test.json"])
+    """A model that plays the cold-start teacher (tools, then the ground truth with the boxes the
+    tools showed): the whole path from the tool batches through the driver, the parser and the
+    metric gives the mAP and the call counts of the same traces written offline."""
+    teacher = TeacherTurns(tool_world, "test")
     monkeypatch.setattr(ToolEvaluation, "turn_writer", lambda self, model, processor, generation: teacher)
     results = _trainer(tmp_path).test(_module(tiny_model_dir), datamodule=_data(tool_world))[0]
     samples = read_annotations(tool_world.root / "test.json").samples[:4]
-    assert all(s.grouped_pairs() for s in samples)  # so every teacher episode has 4 turns
-    spatial = [min(3, len(s.grouped_pairs())) for s in samples]
-    assert results["test/mAP_full"] == pytest.approx(_perfect_map(samples, tool_world)) and results["test/mAP_full"] > 0
+    assert all(s.grouped_pairs() for s in samples)  # so every teacher episode has 3 turns
+    offline = _offline_traces(samples, tool_world)
+    assert results["test/mAP_full"] == pytest.approx(offline["mAP_full"]) and results["test/mAP_full"] > 0
     assert results["test/tools/answered"] == 1.0 and results["test/format_rate"] == 1.0
-    assert results["test/tools/turns_per_episode"] == 4.0 and results["test/tools/turn_budget"] == 0.0
-    # detect_humans, detect_objects, then one spatial_relations per pair (up to 3) and a crop
-    assert results["test/tools/valid_calls_per_episode"] == pytest.approx(sum(2 + n + 1 for n in spatial) / 4)
-    assert results["test/tools/invalid_calls_per_episode"] == 0.0
+    assert results["test/tools/turns_per_episode"] == 3.0 and results["test/tools/turn_budget"] == 0.0
+    # detect_humans and detect_objects, relations (and spatial_relations for missed boxes), a crop
+    assert results["test/tools/valid_calls_per_episode"] == pytest.approx(offline["valid_calls"])
+    assert offline["valid_calls"] >= 4 and results["test/tools/invalid_calls_per_episode"] == 0.0
     # a budget of 2 turns: the teacher never gets to answer
     results = _trainer(tmp_path).test(_module(tiny_model_dir, max_turns=2), datamodule=_data(tool_world))[0]
     assert results["test/tools/answered"] == 0.0 and results["test/tools/turn_budget"] == 1.0
     assert results["test/mAP_full"] == 0.0
 
 
-def _perfect_map(samples, tool_world) -> float:
-    """HOI-mAP of the ground-truth answers, written and parsed in the text frame (a 4-image subset
+def _offline_traces(samples, tool_world) -> dict:
+    """HOI-mAP and valid calls per episode of the cold-start traces of ``samples`` against the test
+    detections, written by :func:`build_record` and parsed in their text frame (a 4-image subset
     scores below 1: classes annotated elsewhere in the split count as missed)."""
-    from hoi_r1.answer import parse_answer, render_answer
-    from hoi_r1.frames import Frame
+    from hoi_r1.answer import parse_answer
+    from hoi_r1.image_dataset import load_image
+    from hoi_r1.tools.cold_start import build_record, record_frame
+    from hoi_r1.tools.episode import read_transcript
+    from tool_helpers import COLD_START
 
     vocab = read_annotations(tool_world.root / "test.json").vocab
+    detections = DetectionsFile.read(tool_world.detections["test"])
+    records = [build_record(s, vocab, detections, COLD_START, image=load_image(s.image_path)) for s in samples]
     evaluation = ToolEvaluation(vocab, EvaluationSettings())
-    frames = [Frame.for_image("absolute_resized", s.width, s.height, 3136, 12544) for s in samples]
-    evaluation.update([parse_answer(render_answer(s, vocab, f), vocab, f) for s, f in zip(samples, frames)], {"samples": samples})
-    return evaluation.compute()["mAP_full"]
+    answers = [parse_answer(r["messages"][-1]["content"], vocab, record_frame(r)) for r in records]
+    evaluation.update(answers, {"samples": samples})
+    calls = [read_transcript("".join(m["content"] for m in r["messages"])).num_valid_calls for r in records]
+    return {"mAP_full": evaluation.compute()["mAP_full"], "valid_calls": sum(calls) / len(calls)}
 
 
 def test_predict_writes_the_episode_transcript(tiny_model_dir, tool_world, tmp_path):

@@ -62,7 +62,7 @@ class TeacherToolGRPO(ToolGRPOModule):
 def test_step_trains_on_exactly_the_model_tokens_of_each_episode(tiny_model_dir, tool_world, tmp_path):
     L.seed_everything(0)
     module = _module(tiny_model_dir, cls=TeacherToolGRPO, loss=GRPOLossSettings(steps_per_generation=2, beta=0.1))
-    module.teacher = TeacherTurns([tool_world.root / "train.json"], junk_odd=True)
+    module.teacher = TeacherTurns(tool_world, "train", junk_odd=True)
     module.configure_model()
     before = {k: v.detach().clone() for k, v in module.model.state_dict().items()}
     data = _data(tool_world, cold_start_file=str(tool_world.cold_start), max_length=8192)

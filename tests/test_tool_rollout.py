@@ -43,7 +43,7 @@ def model(tiny_model_dir):
 
 def _teacher_episodes(data, tool_world, items):
     batch = data.generation_collator("train")(items)
-    episodes = run_policy_episodes(TeacherTurns([tool_world.root / "train.json"]), batch, 1, EpisodeSettings(max_turns=4))
+    episodes = run_policy_episodes(TeacherTurns(tool_world, "train"), batch, 1, EpisodeSettings(max_turns=4))
     return batch, episodes
 
 
@@ -95,9 +95,9 @@ def test_turns_written_in_one_padded_batch_equal_one_by_one(data, tool_world, mo
     items = [data.datasets["train"][i] for i in (0, 1)]
     _, episodes = _teacher_episodes(data, tool_world, items)
     batch = data.generation_collator("train")(items)
-    # two conversations of different lengths: one just started, one after six turns (a crop shown)
-    conversations = [batch["tool_messages"][0], [*batch["tool_messages"][1], *episodes[1].messages()[:6]]]
-    assert len(episodes[1].images) == 1 and episodes[1].turns[5].images
+    # two conversations of different lengths: one just started, one after four turns (a crop shown)
+    conversations = [batch["tool_messages"][0], [*batch["tool_messages"][1], *episodes[1].messages()[:4]]]
+    assert len(episodes[1].images) == 1 and episodes[1].turns[3].images
     images = [[], episodes[1].images]
     writer = PolicyTurnWriter(model, data.processor, RolloutSampling(6, greedy=True), ("</answer>", "<tool_response>"))
     together = writer(conversations, images)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from PIL import Image
 
@@ -46,8 +44,7 @@ def test_calls_then_answer():
     messages, images = script.seen[2]
     assert messages[0] is first[0] and [m["role"] for m in messages[1:]] == ["assistant", "tool", "assistant", "tool"]
     assert messages[-1]["content"][1] == {"type": "image"} and len(images) == 1 and images[0].size == (24, 24)
-    response = json.loads(episode.turns[1].text.removeprefix("<tool_response>").removesuffix("</tool_response>"))
-    assert response == {"detections": [{"label": "person", "box": [10, 10, 30, 70], "score": 0.9}]}
+    assert episode.turns[1].text == "<tool_response>person 1: [10, 10, 30, 70] 0.9</tool_response>"
 
 
 def test_spans_mark_model_text_only():

@@ -155,30 +155,53 @@ def test_detect_tools_read_the_file_in_the_text_frame():
     registry = default_registry()
     ctx = _context()
     humans = run_tool_call(ToolCall("detect_humans", {}, (0, 0)), ctx, registry)
-    assert json.loads(humans.text) == {"detections": [{"label": "person", "box": [10, 10, 30, 70], "score": 0.9}]}
+    assert humans.text == "person 1: [10, 10, 30, 70] 0.9"
+    assert humans.data["detections"] == [{"label": "person", "box": [10, 10, 30, 70], "score": 0.9}]
     # a normalised frame: boxes are written in 0..1000
     ctx.frame = Frame("normalized_1000", (100, 80), (100, 80))
     objects = run_tool_call(ToolCall("detect_objects", {"categories": ["Cup", "kite"]}, (0, 0)), ctx, registry)
-    assert json.loads(objects.text)["detections"] == [{"label": "cup", "box": [400, 500, 500, 625], "score": 0.8}]
+    assert objects.text == "cup 1: [400, 500, 500, 625] 0.8"
+    assert objects.data["detections"] == [{"label": "cup", "box": [400, 500, 500, 625], "score": 0.8}]
+    nothing = run_tool_call(ToolCall("detect_objects", {"categories": ["kite", "dog"]}, (0, 0)), ctx, registry)
+    assert nothing.ok and nothing.text == "none found: kite, dog"
     missing = run_tool_call(ToolCall("detect_humans", {}, (0, 0)), ToolContext(FRAME, "b.png", None, ctx.detector), registry)
     assert missing.error == "detect_humans: detections file <memory> has no image 'b.png'"
     none = run_tool_call(ToolCall("detect_humans", {}, (0, 0)), ToolContext(FRAME), registry)
     assert none.error == "detect_humans: no detector is available for this image"
 
 
+def test_relations_name_the_detections_as_the_detection_lines_do():
+    registry, ctx = default_registry(), _context()
+    both = run_tool_call(ToolCall("relations", {"pairs": [["person 1", "cup 1"], ["Person_1", "cup 1"]]}, (0, 0)), ctx, registry)
+    # person 1 = (10, 10, 30, 70), cup 1 = (40, 40, 50, 50): a gap of 10 px = 0.17 person heights
+    line = "right, gap 0.17, height 0.58, bottom -0.33, size 0.08"
+    assert both.text == f"person 1, cup 1: {line}\nperson 1, cup 1: {line}"
+    assert [r["distance"] for r in both.data["relations"]] == [0.167, 0.167]
+    # cup 2 scores 0.1, under the backend's min_score: the detection lines never show it
+    missing = run_tool_call(ToolCall("relations", {"pairs": [["person 1", "cup 2"]]}, (0, 0)), ctx, registry)
+    assert missing.error == 'relations: no detection "cup 2": the detector found 1 cup'
+    bad = run_tool_call(ToolCall("relations", {"pairs": [["person", "cup 1"]]}, (0, 0)), ctx, registry)
+    assert bad.error == 'relations: "person" is not a detection name such as "person 1" or "cup 2"'
+    short = run_tool_call(ToolCall("relations", {"pairs": [["person 1"]]}, (0, 0)), ctx, registry)
+    assert short.error == 'relations: argument "pairs" item must have 2 items, found 1'
+
+
 def test_visual_tools_return_images():
     registry, ctx = default_registry(), _context()
     crop = run_tool_call(ToolCall("crop", {"box": [40, 40, 50, 50], "scale": 3}, (0, 0)), ctx, registry)
-    assert crop.ok and crop.image.size == (36, 36) and json.loads(crop.text)["region"] == [39, 39, 51, 51]
+    assert crop.ok and crop.image.size == (36, 36) and crop.data["region"] == [39, 39, 51, 51]
+    assert crop.text == "region [39, 39, 51, 51], zoom 3, image attached"
     outside = run_tool_call(ToolCall("crop", {"box": [200, 200, 300, 300]}, (0, 0)), ctx, registry)
     assert outside.error == "crop: crop box [200.0, 200.0, 300.0, 300.0] lies outside the 100x80 image"
     view = run_tool_call(ToolCall("imagine", {"mode": "mirror", "side": "right", "amount": 0.5}, (0, 0)), ctx, registry)
-    assert view.ok and view.image.size == (150, 80) and json.loads(view.text)["offset"] == [0, 0]
+    assert view.ok and view.image.size == (150, 80) and view.data["offset"] == [0, 0]
+    assert view.text.endswith("offset [0, 0], size [150, 80], image attached")
     no_image = run_tool_call(ToolCall("crop", {"box": [1, 1, 5, 5]}, (0, 0)), _context(image=False), registry)
     assert no_image.error == "crop: no image is available to crop"
     spatial = run_tool_call(ToolCall("spatial_relations", {"human_box": [10, 10, 30, 70], "object_box": [30, 40, 40, 50]},
                                      (0, 0)), ctx, registry)
-    assert json.loads(spatial.text)["relations"]["contact"] is True
+    assert spatial.data["relations"]["contact"] is True
+    assert spatial.text == "right, touching, height 0.58, bottom -0.33, size 0.08"
     degenerate = run_tool_call(ToolCall("spatial_relations", {"human_box": [10, 10, 10, 70], "object_box": [0, 0, 1, 1]},
                                         (0, 0)), ctx, registry)
     assert degenerate.error == "spatial_relations: human_box must have x1 < x2 and y1 < y2, found [10.0, 10.0, 10.0, 70.0]"

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from hoi_r1.answer import render_answer
 from hoi_r1.frames import Frame
 from hoi_r1.readers.synthetic import SyntheticWorldConfig, sample_scene, scene_to_sample, synthetic_vocabulary
-from hoi_r1.rewards import RewardTarget
+from hoi_r1.rewards import REWARDS, RewardTarget
 from hoi_r1.sample import HOISample
 from hoi_r1.tools.episode import Episode, Turn
 from hoi_r1.tools.rewards import (
@@ -115,6 +115,27 @@ def test_empty_ground_truth_and_empty_answer():
     assert _rewards(_answer(), empty)["accuracy"] == 1.0
     assert _rewards("<think>x</think><answer>nothing</answer>", empty)["accuracy"] == 0.0
     assert _rewards(RIGHT, empty)["accuracy"] == 0.0
+
+
+def test_accuracy_counts_hits_by_the_metrics_matcher():
+    # two people holding two balls, 8 px apart. The first detection sits between them, closer to the
+    # first pair (pair-IoU 0.82 / 0.54); the second overlaps only the first pair (0.67 / 0.25). The
+    # metric's rule (each detection takes its best pair, taken or not) gives one hit: F1 = 2·1/(2+2).
+    # A maximum matching would give two (first -> second pair, second -> first pair): F1 = 1.
+    hold_ball = VOCAB.interaction_id(V("hold"), O("ball"))
+    two = HOISample(
+        0, "c.png", "c.png", 112, 112,
+        human_boxes=[[10, 10, 40, 90], [18, 10, 48, 90]], object_boxes=[[40, 40, 60, 60], [48, 40, 68, 60]],
+        object_labels=[O("ball"), O("ball")],
+        pairs=[[0, 0, V("hold"), hold_ball], [1, 1, V("hold"), hold_ball]],
+    )
+    between = _element([12, 10, 42, 90], [42, 40, 62, 60], "ball", ["hold"])
+    left = _element([6, 10, 36, 90], [36, 40, 56, 60], "ball", ["hold"])
+    target = RewardTarget(two, FRAME, VOCAB)
+    assert TOOL_REWARDS["accuracy"]([_answer(between, left)], [target]) == [pytest.approx(0.5)]
+    # the same hits as the direct mode's recall and precision
+    assert REWARDS["recall"]([_answer(between, left)], [target]) == [pytest.approx(0.5)]
+    assert REWARDS["precision"]([_answer(between, left)], [target]) == [pytest.approx(0.5)]
 
 
 def test_episode_completions_catch_a_model_that_writes_responses():

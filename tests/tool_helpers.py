@@ -11,8 +11,8 @@ import numpy as np
 from hoi_r1.frames import Frame
 from hoi_r1.image_dataset import load_image
 from hoi_r1.readers import read_annotations
-from hoi_r1.tools.cold_start import ColdStartConfig, _Teacher, write_cold_start
-from hoi_r1.tools.detection import DetectionsFile, noisy_detections
+from hoi_r1.tools.cold_start import ColdStartConfig, cold_start_teacher, write_cold_start
+from hoi_r1.tools.detection import DetectionsFile, FileDetectionBackend, noisy_detections
 
 COLD_START = ColdStartConfig(min_pixels=3136, max_pixels=12544, zoom=True)  # the tiny processor's pixel limits
 JUNK = "I am not sure."
@@ -40,16 +40,17 @@ def make_tool_world(world: Path, out: Path) -> ToolWorld:
 
 class TeacherTurns:
     """A scripted batched turn writer: each conversation (found by its image) is played by the
-    cold-start teacher of its sample; with ``junk_odd``, odd conversations of the first round
-    write :data:`JUNK` instead (and so end at once)."""
+    cold-start teacher of its sample, reading the split's detections file as the episode's tools
+    do; with ``junk_odd``, odd conversations of the first round write :data:`JUNK` instead (and so
+    end at once)."""
 
-    def __init__(self, annotation_files, junk_odd: bool = False) -> None:
+    def __init__(self, tool_world: ToolWorld, split: str, junk_odd: bool = False) -> None:
         self.junk_odd = junk_odd
+        self.detector = FileDetectionBackend(DetectionsFile.read(tool_world.detections[split]))
         self.by_image = {}
-        for path in annotation_files:
-            dataset = read_annotations(path)
-            for sample in dataset.samples:
-                self.by_image[np.asarray(load_image(sample.image_path)).tobytes()] = (sample, dataset.vocab)
+        dataset = read_annotations(tool_world.root / f"{split}.json")
+        for sample in dataset.samples:
+            self.by_image[np.asarray(load_image(sample.image_path)).tobytes()] = (sample, dataset.vocab)
 
     def __call__(self, conversations, images):
         out = []
@@ -62,5 +63,6 @@ class TeacherTurns:
             sample, vocab = self.by_image[np.asarray(image).tobytes()]
             frame = Frame.for_image(COLD_START.frame, sample.width, sample.height, COLD_START.min_pixels,
                                     COLD_START.max_pixels)
-            out.append(_Teacher(sample, vocab, frame, COLD_START.max_spatial_calls, zoom=True)(messages, images[k]))
+            teacher = cold_start_teacher(sample, vocab, frame, self.detector, COLD_START, image)
+            out.append(teacher(messages, images[k]))
         return out

@@ -3,14 +3,26 @@ the model), and the glue from the conversation's text frame to the pure implemen
 (:mod:`hoi_r1.tools.detection`, :mod:`hoi_r1.tools.spatial`, :mod:`hoi_r1.tools.image_ops`).
 
 =====================  ==========================================  ================================
-tool                   arguments                                   result
+tool                   arguments                                   response (one line per item)
 =====================  ==========================================  ================================
-``detect_humans``      none                                        ``{"detections": [{label, box, score}]}``
-``detect_objects``     ``categories``: list of names (any)         same, for those categories
-``spatial_relations``  ``human_box``, ``object_box``               ``{"relations": {...}}``
-``crop``               ``box``, ``scale`` (default 2)              ``{"region": box, "zoom": s}`` + image
-``imagine``            ``mode``, ``side``, ``amount``, ``prompt``  ``{"note": ..., "size": ...}`` + image
+``detect_humans``      none                                        ``person 1: [x1, y1, x2, y2] 0.96``
+``detect_objects``     ``categories``: list of names (any)         ``cup 1: [x1, y1, x2, y2] 0.82``
+``spatial_relations``  ``human_box``, ``object_box``               ``right, touching, height 0.62, bottom -0.25, size 0.22``
+``relations``          ``pairs``: ``[["person 1", "cup 1"], ...]``  ``person 1, cup 1: right, touching, …`` per pair
+``crop``               ``box``, ``scale`` (default 2)              ``region [x1, y1, x2, y2], zoom 2.0, image attached`` + image
+``imagine``            ``mode``, ``side``, ``amount``, ``prompt``  the note, ``offset [x, y], size [w, h], image attached`` + image
 =====================  ==========================================  ================================
+
+Responses are short lines written for a model to read, in the answer's frame; the structured
+result (``ToolResult.data``) holds the same facts as numbers. The relation line reads: the
+object's side of the person (``left``, ``right``, ``above``, ``below``, ``overlapping``), contact
+(``touching``) or the gap between the boxes (``gap 0.4``), the height of the object's centre along
+the person (``height``: 0 the top of the head, 1 the feet), the object's bottom against the
+person's feet (``bottom``: 0 level, negative higher) and the object/person area ratio (``size``),
+lengths in person heights (:func:`~hoi_r1.tools.spatial.spatial_relations` has every key).
+``relations`` measures many pairs in one call, naming the boxes as the detection lines do
+(``cup 2`` is the second-best ``cup`` of this image's detector), so a model relates every
+candidate pair without writing a box.
 
 Boxes are written and read in the text frame; a detection box is converted with
 :meth:`~hoi_r1.frames.Frame.to_text` (rounded, clipped), an argument box with
@@ -23,6 +35,8 @@ Boxes are written and read in the text frame; a detection box is converted with
 >>> result = run_tool_call(call, ctx, default_registry())
 >>> result.data["relations"]["position"], result.data["relations"]["contact"]
 ('right', True)
+>>> result.text
+'right, touching, height 0.5, bottom -0.4, size 0.2'
 """
 
 from __future__ import annotations
@@ -44,23 +58,25 @@ BOX_SCHEMA = {
     "description": "[x1, y1, x2, y2] in the answer's box coordinates",
 }
 MAX_CATEGORIES = 16
-TOOL_NAMES = ("detect_humans", "detect_objects", "spatial_relations", "crop", "imagine")
+TOOL_NAMES = ("detect_humans", "detect_objects", "spatial_relations", "relations", "crop", "imagine")
+MAX_PAIRS = 12
+"""Pairs one ``relations`` call may measure."""
 
 
 def default_registry(imagine_modes: tuple[str, ...] = IMAGINE_MODES) -> ToolRegistry:
-    """The five OV-HOI tools; ``imagine_modes`` are the modes the ``imagine`` schema offers
+    """The six OV-HOI tools; ``imagine_modes`` are the modes the ``imagine`` schema offers
     (a generative :class:`~hoi_r1.tools.image_ops.ImagineBackend` may add its own)."""
     return ToolRegistry(
         [
             ToolSpec(
                 "detect_humans",
-                "Detect every person in the image; returns their boxes and confidence scores.",
+                "the people's boxes and scores.",
                 {"type": "object", "properties": {}, "required": []},
                 _detect_humans,
             ),
             ToolSpec(
                 "detect_objects",
-                "Detect objects of the given categories (any names); returns labels, boxes and scores.",
+                "boxes and scores of objects of the named categories.",
                 {
                     "type": "object",
                     "properties": {
@@ -75,9 +91,8 @@ def default_registry(imagine_modes: tuple[str, ...] = IMAGINE_MODES) -> ToolRegi
             ),
             ToolSpec(
                 "spatial_relations",
-                "Measure how an object lies relative to a person: gap and centre distance in person heights, "
-                "position (left/right/above/below/overlapping), IoU, containment, contact, size ratio, and the "
-                "object's height along the person (0 = top of the head, 1 = feet).",
+                "the object's side of the person, touching or gap, height along the person (0 head "
+                "top, 1 feet), bottom against the feet, size ratio; in person heights.",
                 {
                     "type": "object",
                     "properties": {"human_box": BOX_SCHEMA, "object_box": BOX_SCHEMA},
@@ -86,8 +101,25 @@ def default_registry(imagine_modes: tuple[str, ...] = IMAGINE_MODES) -> ToolRegi
                 _spatial,
             ),
             ToolSpec(
+                "relations",
+                'spatial_relations of named detections, e.g. [["person 1", "cup 1"]].',
+                {
+                    "type": "object",
+                    "properties": {
+                        "pairs": {
+                            "type": "array", "minItems": 1, "maxItems": MAX_PAIRS,
+                            "items": {"type": "array", "items": {"type": "string", "maxLength": 60},
+                                      "minItems": 2, "maxItems": 2},
+                            "description": 'pairs of names, e.g. [["person 1", "cup 1"]]',
+                        }
+                    },
+                    "required": ["pairs"],
+                },
+                _relations,
+            ),
+            ToolSpec(
                 "crop",
-                "Zoom into a region: returns the region, slightly widened, enlarged by `scale` as a new image.",
+                "the region enlarged as a new image.",
                 {
                     "type": "object",
                     "properties": {
@@ -101,8 +133,7 @@ def default_registry(imagine_modes: tuple[str, ...] = IMAGINE_MODES) -> ToolRegi
             ),
             ToolSpec(
                 "imagine",
-                "Imagine the scene beyond the image border (the added part is made up, not observed); "
-                "returns the extended view as a new image.",
+                "the scene beyond the border as a new image (made up).",
                 {
                     "type": "object",
                     "properties": {
@@ -122,12 +153,12 @@ def default_registry(imagine_modes: tuple[str, ...] = IMAGINE_MODES) -> ToolRegi
 
 
 def _detect_humans(arguments: dict, context: ToolContext) -> ToolResult:
-    return _detections_result("detect_humans", _detect(context, list(HUMAN_LABELS)), context, "person")
+    return _detections_result("detect_humans", _detect(context, list(HUMAN_LABELS)), context, "person", ["person"])
 
 
 def _detect_objects(arguments: dict, context: ToolContext) -> ToolResult:
     categories = list(dict.fromkeys(arguments["categories"]))
-    return _detections_result("detect_objects", _detect(context, categories), context, None)
+    return _detections_result("detect_objects", _detect(context, categories), context, None, categories)
 
 
 def _detect(context: ToolContext, categories: list[str]) -> list[Detection]:
@@ -136,21 +167,99 @@ def _detect(context: ToolContext, categories: list[str]) -> list[Detection]:
     return context.detector.detect(context.file_name, context.image, context.frame, categories)
 
 
-def _detections_result(tool: str, found: list[Detection], context: ToolContext, label: str | None) -> ToolResult:
+def _detections_result(tool: str, found: list[Detection], context: ToolContext, label: str | None,
+                       asked: list[str] | None = None) -> ToolResult:
     boxes = context.frame.to_text(np.array([d.box for d in found]).reshape(-1, 4)).tolist()
     items = [
         {"label": label or d.label.replace("_", " "), "box": box, "score": round(d.score, 2)}
         for d, box in zip(found, boxes)
     ]
     data = {"detections": items}
-    return ToolResult(json.dumps(data), data={**data, "boxes_original": [d.box for d in found]})
+    return ToolResult(detection_lines(items, asked or [label or "object"]), data={**data, "boxes_original": [d.box for d in found]})
+
+
+def detection_lines(items: list[dict], asked: list[str]) -> str:
+    """One line per detection, numbered per label (``cup 1: [29, 70, 43, 84] 0.82``); ``none
+    found: …`` when there is none.
+
+    >>> print(detection_lines([{"label": "cup", "box": [1, 2, 3, 4], "score": 0.8},
+    ...                        {"label": "cup", "box": [5, 6, 7, 8], "score": 0.5}], ["cup"]))
+    cup 1: [1, 2, 3, 4] 0.8
+    cup 2: [5, 6, 7, 8] 0.5
+    >>> detection_lines([], ["kite", "cup"])
+    'none found: kite, cup'
+    """
+    if not items:
+        return "none found: " + ", ".join(a.replace("_", " ") for a in asked)
+    names = detection_names([item["label"] for item in items])
+    return "\n".join(f"{name}: {json.dumps(item['box'])} {item['score']:g}" for name, item in zip(names, items))
+
+
+def detection_names(labels: list[str]) -> list[str]:
+    """``label k``: the k-th detection of each label in the order given (best first).
+
+    >>> detection_names(["cup", "Kite", "cup"])
+    ['cup 1', 'kite 1', 'cup 2']
+    """
+    seen: dict[str, int] = {}
+    out = []
+    for label in labels:
+        key = _normal(label)
+        seen[key] = seen.get(key, 0) + 1
+        out.append(f"{key} {seen[key]}")
+    return out
+
+
+def relation_line(relations: dict) -> str:
+    """The ``spatial_relations`` response: side, contact or gap, height, bottom and size (two
+    decimals).
+
+    >>> relation_line({"position": "left", "contact": False, "distance": 0.45, "vertical_position": 0.2,
+    ...                "bottom_offset": -0.7, "size_ratio": 0.11})
+    'left, gap 0.45, height 0.2, bottom -0.7, size 0.11'
+    """
+    r = {k: round(v, 2) + 0.0 if isinstance(v, float) else v for k, v in relations.items()}
+    contact = "touching" if r["contact"] else f"gap {r['distance']:g}"
+    return f"{r['position']}, {contact}, height {r['vertical_position']:g}, bottom {r['bottom_offset']:g}, size {r['size_ratio']:g}"
 
 
 def _spatial(arguments: dict, context: ToolContext) -> ToolResult:
     human, obj = context.frame.from_text([arguments["human_box"], arguments["object_box"]])
     relations = spatial_relations(human, obj)
     data = {"relations": relations}
-    return ToolResult(json.dumps(data), data=data)
+    return ToolResult(relation_line(relations), data=data)
+
+
+def _relations(arguments: dict, context: ToolContext) -> ToolResult:
+    boxes: dict[str, list[float]] = {}
+    lines, found = [], []
+    for human, obj in arguments["pairs"]:
+        pair = [_named_box(name, context, boxes) for name in (human, obj)]
+        relations = spatial_relations(*pair)
+        found.append(relations)
+        lines.append(f"{_normal(human)}, {_normal(obj)}: {relation_line(relations)}")
+    return ToolResult("\n".join(lines), data={"relations": found})
+
+
+def _named_box(name: str, context: ToolContext, cache: dict[str, list[float]]) -> list[float]:
+    """The original-pixel box of the detection ``name`` (``label k``) in this image."""
+    key = _normal(name)
+    label, _, rank = key.rpartition(" ")
+    if not label or not rank.isdigit() or int(rank) < 1:
+        raise ToolError(f'"{name[:40]}" is not a detection name such as "person 1" or "cup 2"')
+    if label in HUMAN_LABELS:
+        label, key = "person", f"person {int(rank)}"
+    if key not in cache:
+        detected = _detect(context, list(HUMAN_LABELS) if label in HUMAN_LABELS else [label])
+        names = detection_names(["person" if label in HUMAN_LABELS else d.label for d in detected])
+        cache.update({n: list(d.box) for n, d in zip(names, detected)})
+        if key not in cache:
+            raise ToolError(f'no detection "{key}": the detector found {sum(n.rpartition(" ")[0] == label for n in names)} {label}')
+    return cache[key]
+
+
+def _normal(name: str) -> str:
+    return " ".join(name.replace("_", " ").lower().split())
 
 
 def _crop(arguments: dict, context: ToolContext) -> ToolResult:
@@ -160,7 +269,7 @@ def _crop(arguments: dict, context: ToolContext) -> ToolResult:
     view, region = crop(context.image, box, scale=arguments["scale"])
     text_region = context.frame.to_text([region])[0].tolist()
     data = {"region": text_region, "zoom": round(view.size[0] / (region[2] - region[0]), 3), "image": "attached"}
-    return ToolResult(json.dumps(data), image=view, data=data)
+    return ToolResult(f"region {json.dumps(text_region)}, zoom {data['zoom']:g}, image attached", image=view, data=data)
 
 
 def _imagine(arguments: dict, context: ToolContext) -> ToolResult:
@@ -171,4 +280,5 @@ def _imagine(arguments: dict, context: ToolContext) -> ToolResult:
         raise ToolError(f"mode {arguments['mode']!r} is not offered; modes: {', '.join(backend.modes)}")
     view = backend(context.image, arguments["mode"], arguments["side"], float(arguments["amount"]), arguments["prompt"])
     data = {"note": view.note, "size": list(view.image.size), "offset": list(view.offset), "image": "attached"}
-    return ToolResult(json.dumps(data), image=view.image, data=data)
+    text = f"{view.note} offset {json.dumps(data['offset'])}, size {json.dumps(data['size'])}, image attached"
+    return ToolResult(text, image=view.image, data=data)

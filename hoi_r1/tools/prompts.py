@@ -23,34 +23,47 @@ from typing import Any, Sequence
 from hoi_r1.frames import Frame
 from hoi_r1.tools.protocol import CALL_CLOSE, CALL_OPEN, RESPONSE_CLOSE, RESPONSE_OPEN, ToolRegistry
 
-TOOL_TASK = (
-    "You detect human-object interactions. You can call tools while you reason: detectors, a "
-    "spatial-relation analyser, a zoom, and an imagination tool for what lies beyond the border."
-)
-ANSWER_LAYOUT = (
-    '<answer>[{"human": [x1, y1, x2, y2], "object": [x1, y1, x2, y2], "object class": "<object>", '
-    '"verb class": ["<verb>", "<verb>"]}]</answer>'
-)
+TOOL_TASK = "You detect human-object interactions, calling tools as you reason."
+ANSWER_LAYOUT = '<answer>[{"human": [x1, y1, x2, y2], "object": [x1, y1, x2, y2], "object class": "<object>", "verb class": ["<verb>"]}]</answer>'
 
 
 def build_tool_system_prompt(registry: ToolRegistry, task: str = TOOL_TASK) -> str:
-    """The system text: the task, each tool as one JSON line, and how to call tools and answer.
+    """The system text: the task, one line per tool (its signature and what it answers), and how
+    to call tools and answer. Compact on purpose: every turn of an episode encodes it again.
 
     >>> from hoi_r1.tools.builtin import default_registry
     >>> text = build_tool_system_prompt(default_registry())
-    >>> text.count('\\n{"name": '), "<tool_call>" in text
-    (5, True)
+    >>> print(text.splitlines()[2])
+    detect_humans(): the people's boxes and scores.
+    >>> "<tool_call>" in text, len(text) < 1100
+    (True, True)
     """
-    tools = "\n".join(json.dumps(schema) for schema in registry.schemas())
+    tools = "\n".join(f"{tool_signature(schema)}: {schema['description']}" for schema in registry.schemas())
     return (
-        f"{task}\n\nTools (JSON descriptions):\n{tools}\n\n"
-        f"To call tools, write your reasoning inside <think> and </think>, then one or more calls, each as "
-        f'{CALL_OPEN}{{"name": "<tool name>", "arguments": {{...}}}}{CALL_CLOSE}, and stop. Each call is answered '
-        f"with {RESPONSE_OPEN}…{RESPONSE_CLOSE} (JSON, or a message starting with \"error:\"); a zoom or an "
-        "imagined view comes with an image. Do not call the same tool twice with the same arguments. When "
-        "you know the answer, write <think>…</think> followed by the answer and nothing else:\n"
+        f"{task}\nTools:\n{tools}\n"
+        f'Think in <think></think>, then call tools as {CALL_OPEN}{{"name": ..., "arguments": {{...}}}}{CALL_CLOSE} '
+        f"and stop; each call is answered in {RESPONSE_OPEN}{RESPONSE_CLOSE}. Finally answer:\n"
         f"<think>reasoning</think>{ANSWER_LAYOUT}"
     )
+
+
+def tool_signature(schema: dict) -> str:
+    """``name(argument, argument=default)`` of a tool schema (:meth:`ToolSpec.schema`).
+
+    >>> tool_signature({"name": "crop", "parameters": {"properties": {"box": {}, "scale": {"default": 2.0}},
+    ...                 "required": ["box"]}})
+    'crop(box, scale=2.0)'
+    """
+    params = schema.get("parameters", {})
+    args = []
+    for name, prop in params.get("properties", {}).items():
+        if name in params.get("required", ()):
+            args.append(name)
+        elif "enum" in prop:
+            args.append(f"{name}={'|'.join(map(str, prop['enum']))}")
+        else:
+            args.append(f"{name}={json.dumps(prop.get('default'))}")
+    return f"{schema['name']}({', '.join(args)})"
 
 
 def build_tool_query(verbs: Sequence[str], objects: Sequence[str], frame: Frame) -> str:

@@ -10,11 +10,10 @@ and tool turns by :func:`~hoi_r1.tools.episode.read_transcript`; the *answer* is
 turn when it holds ``<answer>``, read by the one answer parser the metric uses. Values lie in
 ``[0, 1]``; ``None`` where a reward needs ground truth and the target has none.
 
-* ``accuracy`` — triplet F1. A predicted triplet is one (answer element, verb); a ground-truth
-  triplet one distinct (human, object, verb) of the sample. Inside each (verb, object class)
-  cell, predicted and ground-truth triplets are matched one-to-one, a match needing pair-IoU
-  ``min(IoU_h, IoU_o) >= 0.5`` (:func:`hoi_r1.boxes.pair_iou`), as many matches as possible
-  (:func:`scipy.optimize.linear_sum_assignment`; higher IoU first on ties). ``F1 = 2 TP / (P + G)``.
+* ``accuracy`` — triplet F1 under the metric's own hit rule: a predicted triplet is one (answer
+  element, verb), a ground-truth triplet one row of the sample's pairs, and the hits are those the
+  main ``recall`` / ``precision`` rewards count (:attr:`hoi_r1.rewards.JudgedAnswer.hits`, matched
+  by :func:`hoi_r1.matching.greedy_match`, both IoUs ``≥ 0.5``). ``F1 = 2 hits / (written + truth)``.
   No answer: 0. Both empty: 1 when the answer was read as a list, else 0.
 * ``format`` — 1 when every model turn but the last is ``<think>…</think>`` followed by one or more
   well-formed ``<tool_call>{"name": …, "arguments": {…}}</tool_call>`` (whitespace between, nothing
@@ -44,19 +43,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Callable, Sequence
 
-import numpy as np
-import torch
-from scipy.optimize import linear_sum_assignment
-
 from hoi_r1.answer import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, ParsedAnswer, parse_answer
-from hoi_r1.boxes import pair_iou
-from hoi_r1.rewards import NamedWeights, RewardBreakdown, RewardTarget
+from hoi_r1.rewards import JudgedAnswer, NamedWeights, RewardBreakdown, RewardTarget
 from hoi_r1.tools.episode import Episode, TranscriptReading, read_episode, read_transcript
 from hoi_r1.tools.protocol import CALL_OPEN, RESPONSE_CLOSE, RESPONSE_OPEN, ToolRegistry, parse_tool_calls
 from hoi_r1.tools.spatial import spatial_relations
-
-ACCURACY_IOU = 0.5
-"""Pair-IoU a predicted triplet needs to match a ground-truth one (the HOI-mAP threshold)."""
 
 CUES: dict[str, Callable[[dict], bool]] = {
     "contact": lambda r: r["contact"],
@@ -200,24 +191,13 @@ class JudgedEpisode:
         return 0.0 if self.answer is None else triplet_f1(self.answer, self.target)
 
 
-def triplet_f1(answer: ParsedAnswer, target: RewardTarget, threshold: float = ACCURACY_IOU) -> float:
-    """``2 TP / (P + G)`` over (pair, verb) triplets (definition in the module docstring)."""
-    sample = target.sample
-    pred = [(t.human_box, t.object_box, t.object_id, v) for t in answer.triplets for v in t.verb_ids]
-    gt_rows = sorted({(int(h), int(o), int(v)) for h, o, v, _ in sample.pairs.tolist()})
-    gt = [(sample.human_boxes[h], sample.object_boxes[o], int(sample.object_labels[o]), v) for h, o, v in gt_rows]
-    if not pred and not gt:
+def triplet_f1(answer: ParsedAnswer, target: RewardTarget) -> float:
+    """``2 hits / (written + truth)`` over (pair, verb) triplets, the hits counted by the main
+    rewards' matcher (definition in the module docstring)."""
+    hits = JudgedAnswer(answer, target).hits
+    if not hits.written and not hits.truth:
         return float(answer.decoded)
-    tp = 0
-    for cell in {(obj, verb) for _, _, obj, verb in pred} & {(obj, verb) for _, _, obj, verb in gt}:
-        p = [r for r in pred if (r[2], r[3]) == cell]
-        g = [r for r in gt if (r[2], r[3]) == cell]
-        iou = pair_iou(*(torch.as_tensor(np.array([r[k] for r in rows], dtype=np.float64)) for rows, k in
-                         ((p, 0), (p, 1), (g, 0), (g, 1)))).numpy()
-        eligible = iou >= threshold
-        rows, cols = linear_sum_assignment(-(eligible + 1e-3 * iou * eligible))
-        tp += int(eligible[rows, cols].sum())
-    return 2.0 * tp / (len(pred) + len(gt))
+    return 2.0 * hits.hits / (hits.written + hits.truth)
 
 
 def accuracy_score(judged: JudgedEpisode) -> float | None:
