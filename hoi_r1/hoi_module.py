@@ -4,7 +4,9 @@ Loading the model (:func:`~hoi_r1.models.load_model`, or weights of an earlier h
 with :func:`load_initial_weights`), the optimizer and scheduler factories, the batch transfer,
 validation / test (generate → parse → HOI-mAP with :mod:`hoi_r1.detection_eval`; tool-using
 episodes for ``data.task: tools``, :mod:`hoi_r1.tool_evaluation`), predict, and
-the random-number states in checkpoints. :class:`~hoi_r1.sft.SFTModule` and
+the random-number states in checkpoints. Every validation / test number is a torchmetrics state
+gathered from all processes at the epoch's end, so under DDP each rank logs the values of the
+whole split (docs/training.md, "Numbers under DDP"). :class:`~hoi_r1.sft.SFTModule` and
 :class:`~hoi_r1.grpo.GRPOModule` add their training step on top, so both stages report the very
 same metric.
 
@@ -129,8 +131,9 @@ class HOIModule(L.LightningModule):
 
     def _eval_epoch_end(self, stage: str) -> None:
         evaluation = self.evaluations[stage]
-        values = evaluation.compute()
-        evaluation.metric.reset()
+        values = evaluation.compute()  # torchmetrics states gathered from every process: global values
+        evaluation.reset()
+        # every rank holds the same numbers already; sync_dist would only average equal values
         self.log_dict({f"{stage}/{k}": v for k, v in values.items()}, prog_bar=False, sync_dist=False)
         self.last_metrics = {stage: values}
 
@@ -144,7 +147,7 @@ class HOIModule(L.LightningModule):
             answers = [e.final_answer or "" for e in episodes]
             texts = [e.transcript().text for e in episodes]
         else:
-            answers = texts = generate(self.model, self.datamodule.processor, batch, self.generation).texts
+            answers = texts = generate(self.model, self.datamodule.processor, batch, self.generation, logprobs=False).texts
         return [
             predictions_record(sample, parse_answer(answer, vocab, frame), text, vocab)
             for sample, frame, answer, text in zip(batch["samples"], batch["frames"], answers, texts)
@@ -190,7 +193,8 @@ def set_rng_states(states: dict) -> None:
 def load_initial_weights(settings: ModelSettings, checkpoint: str | Path):
     """The model of ``settings`` with the model weights of a hoi_r1 checkpoint.
 
-    The checkpoint is read with ``torch.load(weights_only=True)``. A LoRA checkpoint (SFT with
+    The checkpoint is read with ``torch.load(weights_only=True, mmap=True)`` (its tensors stay in the
+    file until the model takes them: a 3B checkpoint is not held twice). A LoRA checkpoint (SFT with
     adapters) is rebuilt with its own adapter settings, merged into the base weights, and then
     ``settings.lora`` (if any) adds fresh adapters: the merged model is the starting policy, and
     the reference policy of a LoRA GRPO run (adapters disabled) is that merged model.
@@ -200,7 +204,7 @@ def load_initial_weights(settings: ModelSettings, checkpoint: str | Path):
     path = Path(checkpoint)
     if not path.exists():
         raise FileNotFoundError(f"init_from_checkpoint: {path} does not exist")
-    state = torch.load(path, weights_only=True, map_location="cpu")
+    state = torch.load(path, weights_only=True, map_location="cpu", mmap=True)
     if "state_dict" not in state:
         raise ValueError(f"init_from_checkpoint: {path} holds no 'state_dict'; is it a hoi_r1 training checkpoint?")
     weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}

@@ -7,10 +7,11 @@ import torch
 from transformers import AutoProcessor
 
 import hoi_r1.detection_eval as detection_eval
-from hoi_r1.answer import render_answer
-from hoi_r1.detection_eval import EvaluationSettings, HOIEvaluation
+from hoi_r1.answer import parse_answer, render_answer
+from hoi_r1.detection_eval import EvaluationSettings, GroundingEvaluation, HOIEvaluation
 from hoi_r1.frames import Frame
 from hoi_r1.generation import Completions, GenerationSettings, char_offsets
+from hoi_r1.grounding import render_grounding_answer
 from hoi_r1.readers import read_annotations
 
 
@@ -55,6 +56,48 @@ def test_perfect_answers_score_full_map(world, tiny_model_dir, monkeypatch):
     assert values["pairs_per_image"] == sum(len(s.grouped_pairs()) for s in samples) / len(samples)
 
 
+def test_padded_duplicates_count_once_and_reset_forgets(world, tiny_model_dir, monkeypatch):
+    """A DistributedSampler pads uneven splits with repeats of the first images: the parse
+    statistics, like the mAP, count each image id once."""
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    samples = world.samples[:3]
+    batch = _batch(samples)
+    texts = [render_answer(samples[0], world.vocab, batch["frames"][0]), "garbage", "<think>cut"]
+    completions = _completions(processor, texts)
+    completions.truncated[2] = True
+    monkeypatch.setattr(detection_eval, "generate", lambda *a, **k: completions)
+    evaluation = HOIEvaluation(world.vocab, EvaluationSettings())
+    evaluation.step(None, processor, batch, GenerationSettings())
+    once = evaluation.compute()
+    assert once["parse_rate"] == 1 / 3 and once["truncation_rate"] == 1 / 3
+    assert once["pairs_per_image"] == len(samples[0].grouped_pairs()) / 3
+    padded = _batch(samples[:1])  # image 0 again, as the padding of another rank
+    evaluation.update([parse_answer(texts[0], world.vocab, padded["frames"][0])], padded)
+    assert evaluation.compute() == pytest.approx(once, nan_ok=True)
+    evaluation.reset()
+    evaluation.update([parse_answer("garbage", world.vocab, padded["frames"][0])], padded)
+    assert evaluation.compute()["parse_rate"] == 0.0 and evaluation.compute()["pairs_per_image"] == 0.0
+
+
+def test_grounding_counts_entities(world, tiny_model_dir, monkeypatch):
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    samples = world.samples[:2]
+    batch = _batch(samples)
+    texts = [render_grounding_answer(samples[0], world.vocab, batch["frames"][0]), "nothing"]
+    monkeypatch.setattr(detection_eval, "generate", lambda *a, **k: _completions(processor, texts))
+    evaluation = GroundingEvaluation(world.vocab, EvaluationSettings())
+    evaluation.step(None, processor, batch, GenerationSettings())
+    entities = [len(s.human_boxes) + len(s.object_boxes) for s in samples]
+    values = evaluation.compute()
+    assert values["grounding_precision"] == 1.0
+    assert values["grounding_recall"] == entities[0] / sum(entities)
+    assert values["entities_per_image"] == entities[0] / 2
+    evaluation.reset()
+    monkeypatch.setattr(detection_eval, "generate", lambda *a, **k: _completions(processor, ["nothing"]))
+    evaluation.step(None, processor, _batch(samples[1:]), GenerationSettings())
+    assert evaluation.compute() == {"grounding_precision": 0.0, "grounding_recall": 0.0, "entities_per_image": 0.0}
+
+
 def test_logprob_scores_average_the_label_tokens(world, tiny_model_dir, monkeypatch):
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
     sample = next(s for s in world.samples if len(s.grouped_pairs()) >= 2)
@@ -79,8 +122,9 @@ def test_vote_scores_count_agreeing_samples(world, tiny_model_dir, monkeypatch):
     only_first = render_answer(sample.with_pairs(first_pair), world.vocab, batch["frames"][0])
     calls = []
 
-    def fake_generate(model, processor_, batch_, settings):
+    def fake_generate(model, processor_, batch_, settings, logprobs=True):
         calls.append(settings)
+        assert not logprobs  # vote scores read no log-probabilities
         if settings.num_samples == 1:
             return _completions(processor, [full])
         return _completions(processor, [full, only_first, only_first, "garbage"])

@@ -139,6 +139,36 @@ def test_hf_engine_generates_groups_outside_gradient_checkpointing(processor, ti
     assert not engine.weights_stale
 
 
+def test_hf_engine_keeps_no_scores_unless_asked_and_then_the_sampled_tokens_logprobs(processor, model):
+    """GRPO reads no sampler log-probs from the hf engine: by default ``generate`` keeps no scores
+    and the completions carry none; ``logprobs=True`` returns them, bit for bit the same tokens."""
+    batch, _, _ = _prompts(processor, [(56, 56), (112, 56)])
+    sampling = RolloutSampling(max_new_tokens=5, temperature=0.9)
+    seen = []
+    original = model.generate
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs["output_scores"])
+        return original(*args, **kwargs)
+
+    model.generate = spy
+    try:
+        torch.manual_seed(0)
+        plain = HFRolloutEngine(model, processor).generate(batch, 2, sampling)
+        torch.manual_seed(0)
+        asked = HFRolloutEngine(model, processor, logprobs=True).generate(batch, 2, sampling)
+    finally:
+        del model.generate
+    assert seen == [False, True] and plain.token_logprobs is None
+    assert torch.equal(plain.token_ids, asked.token_ids) and plain.texts == asked.texts
+    lp, mask = asked.token_logprobs, asked.mask.bool()
+    assert lp.shape == asked.token_ids.shape and (lp[mask] < 0).all() and (lp[~mask] == 0).all()
+    with torch.no_grad():  # the policy's log_softmax(logits / τ), over every token
+        rows = torch.arange(2).repeat_interleave(2)
+        policy, m = completion_logps(model, batch, rows, asked.token_ids, asked.mask, 0.9)
+    gap = (lp[:, : m.shape[1]] - policy)[m.bool()]  # the sampler's distribution leaves out the blocked image tokens
+    assert gap.min() > -1e-5 and gap.max() < 0.02
+
 def test_sampler_serves_each_batch_repeatedly_and_resumes_exactly():
     full = list(ResumableSampler(10, seed=3, repeat=3, batch_size=4))
     assert len(full) == len(ResumableSampler(10, seed=3, repeat=3, batch_size=4)) == 2 * 4 * 3  # 2 full batches

@@ -10,7 +10,8 @@ One interface (:class:`RolloutEngine`), two engines:
   sleep mode between generations (GPU only).
 
 Both return :class:`~hoi_r1.generation.Completions` (``n`` per prompt, prompt-major), with the
-sampler's own per-token log-probabilities, and both block image placeholder tokens.
+sampler's own per-token log-probabilities (``vllm`` always; ``hf`` when built with
+``logprobs=True``, else ``None``), and both block image placeholder tokens.
 """
 
 from __future__ import annotations

@@ -6,6 +6,12 @@ checkpointing forces) every new token would re-run the whole sequence; it is swi
 the generation and back on after. Under FSDP or DeepSpeed ZeRO-3 every rank must keep calling
 the model until all ranks are done (``synced_gpus=True``), or the parameter all-gathers
 deadlock; FSDP1's root-level parameters are summoned for the duration.
+
+The sampler's per-token log-probs are left out by default (``Completions.token_logprobs`` is
+``None``): GRPO reads the engine's own log-probs only from ``vllm`` (importance correction) and
+computes the policy's with a forward pass (:mod:`hoi_r1.rollout.logprobs`), so generating them
+would cost a log-softmax over the vocabulary per step for nothing. ``logprobs=True`` returns them
+(gathered step by step, :class:`hoi_r1.generation.ChosenTokenLogprobs`).
 """
 
 from __future__ import annotations
@@ -28,15 +34,19 @@ class HFRolloutEngine:
         synced_gpus: keep every rank stepping until all are done (FSDP, DeepSpeed ZeRO-3).
         fsdp_root: the FSDP1-wrapped root module whose own parameters must be summoned around
             generation (``None`` otherwise).
+        logprobs: return the sampler's per-token log-probs (``None`` otherwise; see the module
+            docstring).
     """
 
     weights_stale = False
 
-    def __init__(self, model, processor, synced_gpus: bool = False, fsdp_root: torch.nn.Module | None = None) -> None:
+    def __init__(self, model, processor, synced_gpus: bool = False, fsdp_root: torch.nn.Module | None = None,
+                 logprobs: bool = False) -> None:
         self.model = model
         self.processor = processor
         self.synced_gpus = synced_gpus
         self.fsdp_root = fsdp_root
+        self.logprobs = logprobs
 
     def generate(self, batch: dict, n: int, sampling: RolloutSampling) -> Completions:
         settings = GenerationSettings(
@@ -49,7 +59,7 @@ class HFRolloutEngine:
         )
         model = _SyncedGenerate(self.model) if self.synced_gpus else self.model
         with gradient_checkpointing_off(self.model), _summoned(self.fsdp_root):
-            return generate(model, self.processor, batch, settings)
+            return generate(model, self.processor, batch, settings, logprobs=self.logprobs)
 
     def sync_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Nothing to do: the engine generates with the training model itself."""
