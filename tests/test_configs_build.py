@@ -180,3 +180,20 @@ def test_copied_data_settings_stay_in_step_with_the_sft_stage(grpo):
         for key in sorted(set(a) & set(b) | {"annotations", "images", "limit"}):
             assert a.get(key) == b.get(key), f"data.{split}.{key}"
     assert mine["model"]["init_args"].get("evaluation") == theirs["model"]["init_args"].get("evaluation")
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda p: p.stem)
+def test_step_budgets_end_on_a_checkpoint(config):
+    """Lightning's ``ModelCheckpoint`` with ``every_n_train_steps`` writes ``last.ckpt`` only at a
+    periodic save: a ``max_steps`` that is not a multiple of it leaves the last steps out of
+    ``last.ckpt`` (which the next stage and ``--ckpt_path last`` read)."""
+    merged: dict = {}
+    for path in config_chain(config):
+        layer = yaml.safe_load(path.read_text()) or {}
+        merged = {**merged, **{k: ({**merged.get(k, {}), **v} if isinstance(v, dict) else v) for k, v in layer.items()}}
+    trainer = merged.get("trainer", {})
+    steps = trainer.get("max_steps")
+    for callback in trainer.get("callbacks") or []:
+        every = (callback.get("init_args") or {}).get("every_n_train_steps")
+        if steps and steps > 0 and every and callback["class_path"].endswith("ModelCheckpoint"):
+            assert steps % every == 0, f"{config.name}: max_steps {steps} is no multiple of every_n_train_steps {every}"
