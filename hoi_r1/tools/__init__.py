@@ -4,8 +4,8 @@ then answers (docs/ov_hoi.md).
 * :mod:`hoi_r1.tools.protocol` — reading ``<tool_call>`` s, the tool registry, running a call,
   writing ``<tool_response>`` s;
 * :mod:`hoi_r1.tools.episode` — the multi-turn driver :func:`run_episode` and transcripts;
-* :mod:`hoi_r1.tools.builtin` — the five tools (``detect_humans``, ``detect_objects``,
-  ``spatial_relations``, ``crop``, ``imagine``);
+* :mod:`hoi_r1.tools.builtin` — the six tools (``detect_humans``, ``detect_objects``,
+  ``spatial_relations``, ``relations``, ``crop``, ``imagine``) and their response lines;
 * :mod:`hoi_r1.tools.detection`, :mod:`hoi_r1.tools.spatial`, :mod:`hoi_r1.tools.image_ops` —
   their pure implementations;
 * :mod:`hoi_r1.tools.rewards` — ``accuracy``, ``format``, ``tool_usage``, ``spatial``;

@@ -47,7 +47,7 @@ from hoi_r1.frames import Frame
 from hoi_r1.grounding import build_grounding_instruction, parse_grounding_answer
 from hoi_r1.readers.records import BadRecordError
 from hoi_r1.sample import HOISample
-from hoi_r1.scores import rank_scores
+from hoi_r1.answer import rank_scores
 from hoi_r1.vocab import HOIVocabulary
 
 FORMAT_TAG = "hoi_r1.detections/1"
