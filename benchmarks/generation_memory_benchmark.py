@@ -72,22 +72,14 @@ def full_scores_generate(model, processor, batch: dict, settings):
     ``(rows, vocabulary)`` scores kept, stacked and log-softmaxed after the call."""
     import torch
 
-    from hoi_r1.generation import IMAGE_TOKENS, Completions, completion_mask, end_token_ids, model_inputs
+    from hoi_r1.generation import Completions, completion_mask, end_token_ids, model_inputs, sampling_kwargs
 
     tok = processor.tokenizer
     inputs = model_inputs(batch)
     end_ids = end_token_ids(model, tok)
     out = model.generate(
         **inputs,
-        max_new_tokens=settings.max_new_tokens,
-        do_sample=settings.do_sample,
-        temperature=settings.temperature if settings.do_sample else None,
-        top_p=settings.top_p if settings.do_sample else None,
-        top_k=settings.top_k if settings.do_sample else None,
-        num_return_sequences=settings.num_samples,
-        suppress_tokens=[tok.convert_tokens_to_ids(t) for t in IMAGE_TOKENS],
-        eos_token_id=end_ids,
-        pad_token_id=tok.pad_token_id,
+        **sampling_kwargs(settings, tok, end_ids),
         return_dict_in_generate=True,
         output_scores=True,
     )

@@ -104,15 +104,7 @@ def generate(model, processor, batch: dict, settings: GenerationSettings, logpro
     recorder = ChosenTokenLogprobs(settings.max_new_tokens) if logprobs else None
     out = model.generate(
         **inputs,
-        max_new_tokens=settings.max_new_tokens,
-        do_sample=settings.do_sample,
-        temperature=settings.temperature if settings.do_sample else None,
-        top_p=settings.top_p if settings.do_sample else None,
-        top_k=settings.top_k if settings.do_sample else None,
-        num_return_sequences=settings.num_samples,
-        suppress_tokens=[tok.convert_tokens_to_ids(t) for t in IMAGE_TOKENS],
-        eos_token_id=end_ids,
-        pad_token_id=tok.pad_token_id,
+        **sampling_kwargs(settings, tok, end_ids),
         return_dict_in_generate=True,
         output_scores=logprobs,
         stopping_criteria=[recorder] if recorder is not None else None,
@@ -124,6 +116,22 @@ def generate(model, processor, batch: dict, settings: GenerationSettings, logpro
     texts = tok.batch_decode(ids * mask + tok.pad_token_id * (1 - mask), skip_special_tokens=True)
     truncated = [not bool(torch.isin(row, torch.tensor(end_ids, device=row.device)).any()) for row in ids]
     return Completions(texts, ids, token_lp, mask, truncated)
+
+
+def sampling_kwargs(settings: GenerationSettings, tokenizer, end_ids: list[int]) -> dict:
+    """The ``model.generate`` arguments of ``settings``: length, sampling, samples per prompt,
+    the blocked image tokens, the end and pad tokens."""
+    return dict(
+        max_new_tokens=settings.max_new_tokens,
+        do_sample=settings.do_sample,
+        temperature=settings.temperature if settings.do_sample else None,
+        top_p=settings.top_p if settings.do_sample else None,
+        top_k=settings.top_k if settings.do_sample else None,
+        num_return_sequences=settings.num_samples,
+        suppress_tokens=[tokenizer.convert_tokens_to_ids(t) for t in IMAGE_TOKENS],
+        eos_token_id=end_ids,
+        pad_token_id=tokenizer.pad_token_id,
+    )
 
 
 class ChosenTokenLogprobs:

@@ -43,7 +43,7 @@ from typing import Sequence
 import torch
 
 from hoi_r1.tiny import CHAT_TEMPLATE, QWEN_ADDED_TOKENS, QWEN_SPECIAL_TOKENS, TinyModelSize, build_tiny_processor
-from hoi_r1.tiny import default_corpus
+from hoi_r1.tiny import default_corpus, save_model_and_processor
 
 _VISION_SHARED = {
     "depth": 32,
@@ -249,14 +249,8 @@ def save_reference_model(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     processor = reference_processor(size)
-    tok = processor.tokenizer
     model = build_reference_model(name, seed=seed)
-    model.generation_config.pad_token_id = tok.pad_token_id
-    model.generation_config.eos_token_id = [tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")]
-    model.generation_config.bos_token_id = None
-    model.save_pretrained(out)
-    processor.save_pretrained(out)
-    return out
+    return save_model_and_processor(model, processor, out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -137,6 +137,14 @@ def build_tiny_qwen2_5_vl(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = Qwen2_5_VLForConditionalGeneration(config)
+    return save_model_and_processor(model, processor, out)
+
+
+def save_model_and_processor(model, processor, out: Path) -> Path:
+    """Save ``model`` and ``processor`` to ``out`` (``save_pretrained`` layout), the model's
+    generation config ending at ``<|im_end|>`` or ``<|endoftext|>`` and padding with the
+    tokenizer's pad token."""
+    tok = processor.tokenizer
     model.generation_config.pad_token_id = tok.pad_token_id
     model.generation_config.eos_token_id = [tok.convert_tokens_to_ids("<|im_end|>"), tok.convert_tokens_to_ids("<|endoftext|>")]
     model.generation_config.bos_token_id = None

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from hoi_r1.generation import (
-    IMAGE_TOKENS, ChosenTokenLogprobs, GenerationSettings, completion_mask, end_token_ids, generate, model_inputs,
+    ChosenTokenLogprobs, GenerationSettings, completion_mask, end_token_ids, generate, model_inputs, sampling_kwargs,
 )
 from hoi_r1.models import ModelSettings, load_model, load_processor
 from hoi_r1.prompts import build_messages
@@ -54,15 +54,7 @@ def full_vocabulary_generate(model, processor, batch, settings):
     end_ids = end_token_ids(model, tok)
     out = model.generate(
         **inputs,
-        max_new_tokens=settings.max_new_tokens,
-        do_sample=settings.do_sample,
-        temperature=settings.temperature if settings.do_sample else None,
-        top_p=settings.top_p if settings.do_sample else None,
-        top_k=settings.top_k if settings.do_sample else None,
-        num_return_sequences=settings.num_samples,
-        suppress_tokens=[tok.convert_tokens_to_ids(t) for t in IMAGE_TOKENS],
-        eos_token_id=end_ids,
-        pad_token_id=tok.pad_token_id,
+        **sampling_kwargs(settings, tok, end_ids),
         return_dict_in_generate=True,
         output_scores=True,
     )

@@ -45,7 +45,7 @@ import json
 
 import numpy as np
 
-from hoi_r1.tools.detection import HUMAN_LABELS, Detection
+from hoi_r1.tools.detection import HUMAN_LABELS, Detection, label_key
 from hoi_r1.tools.image_ops import IMAGINE_MODES, SIDES, PlainImagineBackend, crop
 from hoi_r1.tools.protocol import ToolContext, ToolError, ToolRegistry, ToolResult, ToolSpec
 from hoi_r1.tools.spatial import spatial_relations
@@ -204,7 +204,7 @@ def detection_names(labels: list[str]) -> list[str]:
     seen: dict[str, int] = {}
     out = []
     for label in labels:
-        key = _normal(label)
+        key = label_key(label)
         seen[key] = seen.get(key, 0) + 1
         out.append(f"{key} {seen[key]}")
     return out
@@ -237,13 +237,13 @@ def _relations(arguments: dict, context: ToolContext) -> ToolResult:
         pair = [_named_box(name, context, boxes) for name in (human, obj)]
         relations = spatial_relations(*pair)
         found.append(relations)
-        lines.append(f"{_normal(human)}, {_normal(obj)}: {relation_line(relations)}")
+        lines.append(f"{label_key(human)}, {label_key(obj)}: {relation_line(relations)}")
     return ToolResult("\n".join(lines), data={"relations": found})
 
 
 def _named_box(name: str, context: ToolContext, cache: dict[str, list[float]]) -> list[float]:
     """The original-pixel box of the detection ``name`` (``label k``) in this image."""
-    key = _normal(name)
+    key = label_key(name)
     label, _, rank = key.rpartition(" ")
     if not label or not rank.isdigit() or int(rank) < 1:
         raise ToolError(f'"{name[:40]}" is not a detection name such as "person 1" or "cup 2"')
@@ -256,10 +256,6 @@ def _named_box(name: str, context: ToolContext, cache: dict[str, list[float]]) -
         if key not in cache:
             raise ToolError(f'no detection "{key}": the detector found {sum(n.rpartition(" ")[0] == label for n in names)} {label}')
     return cache[key]
-
-
-def _normal(name: str) -> str:
-    return " ".join(name.replace("_", " ").lower().split())
 
 
 def _crop(arguments: dict, context: ToolContext) -> ToolResult:

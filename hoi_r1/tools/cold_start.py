@@ -52,7 +52,14 @@ from hoi_r1.frames import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FRAME_KINDS, F
 from hoi_r1.image_dataset import load_image
 from hoi_r1.sample import HOISample
 from hoi_r1.tools.builtin import MAX_CATEGORIES, default_registry, detection_names
-from hoi_r1.tools.detection import HUMAN_LABELS, Detection, DetectionBackend, DetectionsFile, FileDetectionBackend
+from hoi_r1.tools.detection import (
+    HUMAN_LABELS,
+    Detection,
+    DetectionBackend,
+    DetectionsFile,
+    FileDetectionBackend,
+    label_key,
+)
 from hoi_r1.tools.episode import Episode, run_episode
 from hoi_r1.tools.protocol import (
     CALL_CLOSE,
@@ -196,7 +203,7 @@ def shown_boxes(sample: HOISample, vocab: HOIVocabulary, humans: Sequence[Detect
         out = np.array(boxes, dtype=np.float64).reshape(-1, 4)
         chosen: list[str | None] = [None] * len(out)
         for k, label in enumerate(labels):
-            idx = [i for i, d in enumerate(found) if names[i].rpartition(" ")[0] == _norm_name(label)]
+            idx = [i for i, name in enumerate(names) if name.rpartition(" ")[0] == label_key(label)]
             if not idx:
                 continue
             iou = box_iou(torch.from_numpy(out[k : k + 1]), torch.tensor(np.array([found[i].box for i in idx]), dtype=torch.float64))[0]
@@ -266,8 +273,6 @@ def _name(vocab: HOIVocabulary, obj: int) -> str:
     return vocab.objects[obj].replace("_", " ")
 
 
-def _norm_name(name: str) -> str:
-    return " ".join(name.replace("_", " ").lower().split())
 
 
 def _turn(thought: str, calls: list[tuple[str, dict]]) -> str:

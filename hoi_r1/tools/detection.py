@@ -172,8 +172,8 @@ class FileDetectionBackend:
     max_per_category: int = 10
 
     def detect(self, file_name: str, image: Image.Image | None, frame: Frame, categories: Sequence[str]) -> list[Detection]:
-        wanted = {_norm(c) for c in categories}
-        found = [d for d in self.detections.for_image(file_name) if _norm(d.label) in wanted and d.score >= self.min_score]
+        wanted = {label_key(c) for c in categories}
+        found = [d for d in self.detections.for_image(file_name) if label_key(d.label) in wanted and d.score >= self.min_score]
         return _best_per_category(found, self.max_per_category)
 
 
@@ -214,14 +214,19 @@ def _best_per_category(found: list[Detection], limit: int) -> list[Detection]:
     counts: dict[str, int] = {}
     out = []
     for d in found:
-        key = _norm(d.label)
+        key = label_key(d.label)
         if counts.get(key, 0) < limit:
             counts[key] = counts.get(key, 0) + 1
             out.append(d)
     return out
 
 
-def _norm(name: str) -> str:
+def label_key(name: str) -> str:
+    """How labels are compared: case, underscores and runs of spaces ignored.
+
+    >>> label_key("Sports_ball "), label_key("sports  ball")
+    ('sports ball', 'sports ball')
+    """
     return " ".join(name.replace("_", " ").lower().split())
 
 
