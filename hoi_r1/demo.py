@@ -122,7 +122,7 @@ def _check_base() -> None:
 
 
 def _cli(args: list[str]):
-    from hoi_r1.cli import cli_main
+    from hoi_r1.lightning_cli import cli_main
 
     return cli_main(args)
 

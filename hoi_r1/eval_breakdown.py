@@ -38,7 +38,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from hoi_r1.metric import HOIMeanAveragePrecision
+from hoi_r1.hoi_map import STATE_NAMES, match_images, one_cpu_thread, summarise_matches, unseen_ids
 from hoi_r1.metric_protocols import FlatDetections, TripletNMS, apply_image_filters, get_protocol
 from hoi_r1.vocab import HOIVocabulary
 
@@ -127,14 +127,16 @@ def _measure(name: str, rows: FlatDetections) -> torch.Tensor:
 
 def _evaluate_bin(preds: list[dict], targets: list[dict], vocab: HOIVocabulary, protocol: str,
                   triplet_nms: bool | TripletNMS) -> dict[str, Any]:
-    metric = HOIMeanAveragePrecision(vocab, protocol=protocol, per_class=True, triplet_nms=triplet_nms)
-    metric.update(preds, targets)
+    proto = get_protocol(protocol, triplet_nms)
+    with one_cpu_thread():
+        states = match_images(preds, targets, vocab, proto)
+        result = summarise_matches(list(states), vocab, proto, unseen_ids(vocab, proto, None), False, True)
     gt_classes = torch.cat([t["hoi"] for t in targets]) if targets else torch.zeros(0, dtype=torch.long)
     has_gt = torch.zeros(vocab.num_classes, dtype=torch.bool)
     has_gt[gt_classes] = True
-    ap = metric.compute()["per_class_ap"].reshape(-1)[has_gt]  # compute() squeezes one class to 0-d
+    ap = result["per_class_ap"].reshape(-1)[has_gt]
     ap = ap[~ap.isnan()]
-    true_positives = int(sum(int(tp.sum()) for tp in metric.det_tp))
+    true_positives = int(dict(zip(STATE_NAMES, states))["det_tp"].sum())
     num_gt = len(gt_classes)
     return {"num_gt_pairs": num_gt, "num_detections": sum(len(p["hoi"]) for p in preds),
             "num_classes": len(ap), "mAP": float(ap.mean()) if len(ap) else None,

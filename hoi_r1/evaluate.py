@@ -48,7 +48,7 @@ from typing import Any, Iterator, Literal, Sequence
 import torch
 
 from hoi_r1.eval_breakdown import breakdown as geometry_breakdown
-from hoi_r1.metric import hoi_mean_average_precision, targets_from_sample
+from hoi_r1.hoi_map import hoi_mean_average_precision, targets_from_sample
 from hoi_r1.metric_protocols import PROTOCOL_NAMES
 from hoi_r1.prediction_reader import FRAME_KINDS, BadPredictionError, OnBadPrediction, PredictionReader
 from hoi_r1.pr_curves import precision_recall_curves

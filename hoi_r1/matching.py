@@ -30,7 +30,6 @@ from typing import Collection, Sequence
 
 import numpy as np
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from hoi_r1.boxes import PixelConvention, as_boxes, box_iou, pair_iou
 
@@ -244,6 +243,8 @@ def hungarian_pairs(
     cost = 1.0 - iou_h * iou_o
     labels = (pred_object_labels, gt_object_labels, pred_verbs, gt_verbs)
     cost += tie_epsilon * label_disagreement(*labels, len(ph), len(gh))
+    from scipy.optimize import linear_sum_assignment  # scipy only for the rewards: `hoi-r1 eval` starts without it
+
     rows, cols = linear_sum_assignment(cost)
     return (
         torch.from_numpy(rows.astype(np.int64)),

@@ -1,7 +1,6 @@
 """Per-class precision-recall curves of an HOI-mAP evaluation (for ``hoi-r1 eval --plots``).
 
-The curves are read off the states of :class:`hoi_r1.metric.HOIMeanAveragePrecision` after
-``update``, so they hold exactly the detections the protocol kept and matched: per class, the
+The curves are read off the matched columns of :func:`hoi_r1.hoi_map.match_images`, so they hold exactly the detections the protocol kept and matched: per class, the
 detections ranked as the protocol ranks them (:mod:`hoi_r1.average_precision`), cumulative
 true positives, ``recall = tp / npos`` and ``precision = tp / (tp + fp)``, one point per
 detection. The last recall of a class is its maximum recall.
@@ -27,8 +26,8 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from hoi_r1.average_precision import numpy_argsort_order, rank_order
-from hoi_r1.metric import HOIMeanAveragePrecision
-from hoi_r1.metric_protocols import TripletNMS
+from hoi_r1.hoi_map import STATE_NAMES, match_images, one_cpu_thread
+from hoi_r1.metric_protocols import TripletNMS, get_protocol
 from hoi_r1.vocab import HOIVocabulary
 
 
@@ -66,14 +65,13 @@ def precision_recall_curves(
         protocol: HOI-mAP protocol name.
         triplet_nms: GEN-VLKT's triplet NMS (``gen_vlkt`` only).
     """
-    metric = HOIMeanAveragePrecision(vocab, protocol=protocol, triplet_nms=triplet_nms)
-    metric.update(preds, targets)
-    classes, scores, tp, image_ids = (torch.cat(getattr(metric, name)) for name in
-                                      ("det_classes", "det_scores", "det_tp", "det_image_ids"))
-    npos = torch.zeros(vocab.num_classes, dtype=torch.long).index_add_(
-        0, torch.cat(metric.gt_classes), torch.cat(metric.gt_counts))
-    top_k = metric.protocol.top_k_per_class
-    if metric.protocol.tie_order == "numpy_argsort":
+    proto = get_protocol(protocol, triplet_nms)
+    with one_cpu_thread():
+        states = dict(zip(STATE_NAMES, match_images(preds, targets, vocab, proto)))
+    classes, scores, tp, image_ids = (states[name] for name in ("det_classes", "det_scores", "det_tp", "det_image_ids"))
+    npos = torch.zeros(vocab.num_classes, dtype=torch.long).index_add_(0, states["gt_classes"], states["gt_counts"])
+    top_k = proto.top_k_per_class
+    if proto.tie_order == "numpy_argsort":
         order = numpy_argsort_order(classes, scores, image_ids)
     else:
         order = rank_order(classes, scores, image_ids)

@@ -10,7 +10,9 @@ import yaml
 from lightning.pytorch.cli import LightningCLI
 
 import hoi_r1.cli
-from hoi_r1.cli import COMMANDS, SUMMARIES, HOICLI, cli_main, config_chain, main, overlay_base
+import hoi_r1.lightning_cli
+from hoi_r1.cli import COMMANDS, SUMMARIES, main
+from hoi_r1.lightning_cli import HOICLI, cli_main, config_chain, overlay_base
 
 ROOT = Path(__file__).parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -101,10 +103,10 @@ def test_an_overlay_of_an_overlay_names_the_whole_chain(tmp_path, capsys):
     assert [p.name for p in config_chain(tmp_path / "top.yaml")] == ["base.yaml", "mid.yaml", "top.yaml"]
     for given in (["top"], ["mid", "top"], ["base", "top"], ["top", "base", "mid"]):
         with pytest.raises(SystemExit):
-            hoi_r1.cli.check_overlays([a for name in given for a in ("--config", str(tmp_path / f"{name}.yaml"))])
+            hoi_r1.lightning_cli.check_overlays([a for name in given for a in ("--config", str(tmp_path / f"{name}.yaml"))])
         assert capsys.readouterr().err.strip().endswith(
             f"pass --config {tmp_path}/base.yaml --config {tmp_path}/mid.yaml --config {tmp_path}/top.yaml")
-    hoi_r1.cli.check_overlays([f"--config={tmp_path / n}.yaml" for n in ("base", "mid", "top")])  # in order: fine
+    hoi_r1.lightning_cli.check_overlays([f"--config={tmp_path / n}.yaml" for n in ("base", "mid", "top")])  # in order: fine
 
 
 def test_help_shows_documented_arguments(capsys):

@@ -20,7 +20,7 @@ import yaml
 from lightning.pytorch.strategies import Strategy, StrategyRegistry
 
 import hoi_r1.grpo
-from hoi_r1.cli import cli_main, config_chain, overlay_base
+from hoi_r1.lightning_cli import cli_main, config_chain, overlay_base
 from hoi_r1.readers import read_annotations
 from hoi_r1.readers.swig_hoi import write_swig_categories, write_swig_json
 from tool_helpers import make_tool_world

@@ -11,7 +11,7 @@ import torch
 from hoi_r1.answer import render_answer
 from hoi_r1.evaluate import BadPredictionError, evaluate_files, main
 from hoi_r1.frames import Frame
-from hoi_r1.metric import hoi_mean_average_precision, targets_from_sample
+from hoi_r1.hoi_map import hoi_mean_average_precision, targets_from_sample
 from hoi_r1.readers import read_annotations
 from hoi_r1.readers.hico_det import write_hico_json
 from hoi_r1.sample import HOISample

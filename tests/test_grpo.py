@@ -176,7 +176,7 @@ def test_init_from_checkpoint_full_and_merged_lora(tiny_model_dir, tmp_path):
 
 
 def test_help_documents_the_grpo_arguments(capsys):
-    from hoi_r1.cli import cli_main
+    from hoi_r1.lightning_cli import cli_main
 
     with pytest.raises(SystemExit):
         cli_main(["fit", "--model.help", "hoi_r1.grpo.GRPOModule"])

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from hoi_r1.matching import greedy_match
-from hoi_r1.metric import HOIMeanAveragePrecision, hoi_mean_average_precision, targets_from_sample
+from hoi_r1.hoi_map import hoi_mean_average_precision, targets_from_sample
+from hoi_r1.metric import HOIMeanAveragePrecision
 from hoi_r1.metric_protocols import PROTOCOLS, get_protocol
 from hoi_r1.sample import HOISample
 from hoi_r1.vocab import HOIVocabulary

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from benchmarks.metric_benchmark import make_test_set
-from hoi_r1.metric import hoi_mean_average_precision
+from hoi_r1.hoi_map import hoi_mean_average_precision
 from hoi_r1.vocab import HOIVocabulary
 
 ROOT = Path(__file__).resolve().parents[1]

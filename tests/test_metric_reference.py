@@ -28,7 +28,8 @@ import pytest
 import torch
 
 from hoi_r1.boxes import box_iou
-from hoi_r1.metric import HOIMeanAveragePrecision, hoi_mean_average_precision
+from hoi_r1.hoi_map import hoi_mean_average_precision
+from hoi_r1.metric import HOIMeanAveragePrecision
 from hoi_r1.vocab import HOIVocabulary
 
 THRESHOLDS = {

@@ -79,6 +79,11 @@ HICO_CASES = [
     (_set("hoi_annotation.0.category_id", HICO.verb_id("eat") + 1), "is not a class of 'hico_det'"),
     (_set("hoi_annotation.0", "oops"), r"hoi_annotation\[0\] must be a JSON object, found str"),
     (_set("width", "40"), "key 'width' must be int, found str"),
+    (_set("height", KeyError), "record has no key 'height'"),
+    (_set("width", None), "key 'width' must be int, found NoneType"),
+    (_set("annotations.1.category_id", 2**70), r"annotations\[1\]\.category_id = 1180591620717411303424 is not an object category"),
+    (_set("hoi_annotation.0.hoi_category_id", 20), r"hoi_category_id = 20 disagrees with \(verb, object\) class 19"),
+    (_set("hoi_annotation.0.hoi_category_id", -1), r"hoi_category_id = -1 is out of range \[1, 600\]"),
     (lambda r: [r], "record must be a JSON object, found list"),
 ]
 

@@ -72,6 +72,31 @@ def test_json_round_trip(tmp_path, with_hoi_category):
     assert ("hoi_category_id" in rows["hoi_annotation"][0]) == with_hoi_category
 
 
+def test_typed_and_per_record_roads_read_the_same_samples(tmp_path, monkeypatch):
+    """A well-formed file takes the typed road (no per-record checks run) and gives exactly the
+    per-record road's samples: the canonical samples, with and without sizes and class ids."""
+    import hoi_r1.readers.hico_det as hico_det
+
+    samples = hico_samples()
+    for with_hoi_category in (True, False):
+        path = write_hico_json(samples, HICO, tmp_path / "train.json", with_hoi_category=with_hoi_category)
+        per_record = hico_det.read_hico_json(path, records=json.loads(path.read_text()))
+        with monkeypatch.context() as m:
+            m.setattr(hico_det, "_read_record", lambda *a, **k: pytest.fail("the typed road was not taken"))
+            typed = read_annotations(path)
+        assert_same(typed.samples, per_record.samples)
+        assert [(s.image_id, s.image_path) for s in typed.samples] == [(s.image_id, s.image_path) for s in per_record.samples]
+    records = json.loads(path.read_text())
+    for r in records:
+        r.pop("width"), r.pop("height")
+    path.write_text(json.dumps(records))
+    unsized = read_annotations(path, read_image_sizes=False)  # no image files here: sizes unknown
+    assert [(s.width, s.height) for s in unsized.samples] == [(0, 0)] * 3
+    for got, want in zip(unsized.samples, samples):
+        np.testing.assert_array_equal(got.human_boxes, want.human_boxes)
+        np.testing.assert_array_equal(got.pairs, want.pairs)
+
+
 def test_json_keeps_coordinates_as_written(tmp_path):
     # test_hico.json holds 1-based values: the reader must not shift them
     record = {

@@ -207,7 +207,8 @@ def test_reward_table(reward, case, completion, target, expected, why):
 def test_hits_are_the_metrics_true_positives():
     """recall x truth = the true positives the metric itself marks for the same answer and image."""
     from hoi_r1.answer import parse_answer, to_metric_preds
-    from hoi_r1.metric import HOIMeanAveragePrecision, targets_from_sample
+    from hoi_r1.hoi_map import targets_from_sample
+    from hoi_r1.metric import HOIMeanAveragePrecision
 
     for _, completion, target, recall, _, _ in RECALL_PRECISION_CASES:
         if target is not TARGET:

@@ -151,7 +151,7 @@ def test_tool_mode_is_refused_where_it_cannot_run(tiny_model_dir, tool_world, tm
 
 
 def test_help_documents_the_tool_grpo_arguments(capsys):
-    from hoi_r1.cli import cli_main
+    from hoi_r1.lightning_cli import cli_main
 
     with pytest.raises(SystemExit):
         cli_main(["fit", "--model.help", "hoi_r1.tool_grpo.ToolGRPOModule"])

@@ -59,7 +59,7 @@ def read_annotations(
             from the image header; with ``False`` they get size 0 (unknown) and no image is
             opened (the other formats carry sizes).
     """
-    from hoi_r1.readers.hico_det import load_json, read_hico_json
+    from hoi_r1.readers.hico_det import decode_typed, load_json, read_hico_json
 
     path = Path(path)
     options = dict(image_root=image_root, on_bad_record=on_bad_record, check_images=check_images)
@@ -69,6 +69,9 @@ def read_annotations(
         if split is None:
             raise ValueError(f"{path}: reading anno_bbox.mat needs split='train' or 'test'")
         return read_hico_mat(path, split, vocab=vocab, **options)
+    typed = decode_typed(path) if not check_images else None  # a well-formed PPDM/QPIC file: the typed road
+    if typed is not None:
+        return read_hico_json(path, vocab=vocab, typed=typed, read_image_sizes=read_image_sizes, **options)
     records = load_json(path)
     kind = _json_kind(path, records)
     if kind == "swig":

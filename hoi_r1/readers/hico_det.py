@@ -26,6 +26,13 @@ Layout (one JSON list, one element per image)::
   ``category_id`` order (for HICO-DET: COCO-80 order, as QPIC indexes it).
 
 Box splitting into humans and objects follows :func:`~hoi_r1.readers.records.assemble_sample`.
+
+Two roads give the same samples. A well-formed file whose records all carry what the samples
+need takes the **typed** road (:func:`decode_typed`): ``msgspec`` decodes the bytes into typed
+records (types, keys and box lengths checked in C) and the value checks run over the whole file
+at once in numpy. Anything else — a record the typed decoder refuses, a value a check rejects,
+images to open — takes the **per-record** road, whose field checks name the file, the record
+and the problem; so every error message is the per-record road's, whichever road was tried first.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import json
 from pathlib import Path
 from typing import Any, Iterable
 
+import msgspec
 import numpy as np
 
 from hoi_r1.readers.records import (
@@ -57,6 +65,61 @@ VOCABULARY_FILE = "vocabulary.json"
 """Name of the vocabulary file written beside annotation files of a non-HICO vocabulary."""
 
 
+class TypedBox(msgspec.Struct, gc=False):
+    """One element of ``annotations`` on the typed road."""
+
+    bbox: tuple[float, float, float, float]
+    category_id: int
+
+
+class TypedPair(msgspec.Struct, gc=False):
+    """One element of ``hoi_annotation`` on the typed road."""
+
+    subject_id: int
+    object_id: int
+    category_id: int
+    hoi_category_id: int | msgspec.UnsetType = msgspec.UNSET
+
+
+class TypedRecord(msgspec.Struct, gc=False):
+    """One image record on the typed road (``box_annotations`` / ``hoi_annotations``: the keys of
+    a SWIG-HOI record, which sends the file to the per-record road and format detection)."""
+
+    file_name: str
+    annotations: list[TypedBox]
+    hoi_annotation: list[TypedPair]
+    width: int | msgspec.UnsetType = msgspec.UNSET
+    height: int | msgspec.UnsetType = msgspec.UNSET
+    box_annotations: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+    hoi_annotations: msgspec.Raw | msgspec.UnsetType = msgspec.UNSET
+
+
+_TYPED = msgspec.json.Decoder(list[TypedRecord])
+
+
+def decode_typed(path: str | Path) -> list[TypedRecord] | None:
+    """The records of a PPDM/QPIC JSON file as typed records, or ``None`` when the file is
+    anything else (missing, not JSON, not a list of well-formed HICO-DET records, a SWIG-HOI key).
+
+    >>> import json, tempfile
+    >>> record = {"file_name": "a.jpg", "annotations": [{"bbox": [0, 0, 1, 1], "category_id": 1}],
+    ...           "hoi_annotation": []}
+    >>> with tempfile.TemporaryDirectory() as tmp:
+    ...     path = Path(tmp) / "test.json"
+    ...     _ = path.write_text(json.dumps([record]))
+    ...     typed = decode_typed(path)
+    ...     _ = path.write_text(json.dumps([record | {"annotations": [{"bbox": [0, 0, 1]}]}]))
+    ...     typed[0].annotations[0].bbox, decode_typed(path)
+    ((0.0, 0.0, 1.0, 1.0), None)
+    """
+    try:
+        records = _TYPED.decode(Path(path).read_bytes())
+    except (OSError, msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    swig = any(r.box_annotations is not msgspec.UNSET or r.hoi_annotations is not msgspec.UNSET for r in records)
+    return None if swig else records
+
+
 def read_hico_json(
     path: str | Path,
     *,
@@ -66,6 +129,7 @@ def read_hico_json(
     check_images: bool = False,
     records: list | None = None,
     read_image_sizes: bool = True,
+    typed: list[TypedRecord] | None = None,
 ) -> HOIDataset:
     """Read a PPDM/QPIC JSON annotation file.
 
@@ -80,16 +144,22 @@ def read_hico_json(
         read_image_sizes: open the image header of a record without ``width`` / ``height``;
             with ``False`` such a sample gets width and height 0 (unknown), and no image file
             is needed (``hoi-r1 eval`` on boxes in original pixels).
+        typed: the file's :func:`decode_typed` records: tried first (the per-record road
+            re-reads the file when they fail a check or need an image opened).
     """
     path = Path(path)
+    vocab = vocab if vocab is not None else vocabulary_beside(path)
+    root = Path(image_root) if image_root is not None else path.parent
+    policy = RecordPolicy(path, on_bad_record)
+    if typed is not None and not check_images:
+        samples = _typed_samples(typed, vocab, root, read_image_sizes)
+        if samples is not None:
+            return HOIDataset(samples=samples, vocab=vocab, source=f"{path} (PPDM/QPIC JSON)", skipped=0)
     if records is None:
         records = load_json(path)
     if not isinstance(records, list):
         raise BadRecordError(path, None, f"expected a JSON list of images, found {type(records).__name__}")
-    vocab = vocab if vocab is not None else vocabulary_beside(path)
-    root = Path(image_root) if image_root is not None else path.parent
     table = _category_table(vocab)
-    policy = RecordPolicy(path, on_bad_record)
     samples: list[HOISample] = []
     for index, record in enumerate(records):
         with policy.record(index):
@@ -216,6 +286,62 @@ def _validity_columns(vocab: HOIVocabulary) -> np.ndarray:
     column = np.empty(len(order), dtype=np.int64)
     column[order] = np.arange(len(order))
     return column
+
+
+def _typed_samples(
+    records: list[TypedRecord], vocab: HOIVocabulary, root: Path, read_image_sizes: bool
+) -> list[HOISample] | None:
+    """The samples of typed records with the per-record road's checks done over the whole file
+    in numpy, or ``None`` as soon as any check fails or a record needs its image opened."""
+    sizes = [(r.width, r.height) for r in records]
+    if any((w is msgspec.UNSET) != (h is msgspec.UNSET) for w, h in sizes):
+        return None  # one of width / height: the per-record road names the missing one
+    if read_image_sizes and any(w is msgspec.UNSET for w, _ in sizes):
+        return None  # sizes from image headers
+    boxes_per = [len(r.annotations) for r in records]
+    pairs_per = [len(r.hoi_annotation) for r in records]
+    anns = [a for r in records for a in r.annotations]
+    pairs = [p for r in records for p in r.hoi_annotation]
+    try:
+        boxes = np.array([a.bbox for a in anns], dtype=np.float64).reshape(-1, 4)
+        categories = np.array([a.category_id for a in anns], dtype=np.int64)
+        columns = np.array([(p.subject_id, p.object_id, p.category_id, p.hoi_category_id is not msgspec.UNSET,
+                             0 if p.hoi_category_id is msgspec.UNSET else p.hoi_category_id) for p in pairs],
+                           dtype=np.int64).reshape(-1, 5)
+    except OverflowError:  # an integer beyond 64 bits
+        return None
+    if not np.isfinite(boxes).all() or (boxes[:, 2] < boxes[:, 0]).any() or (boxes[:, 3] < boxes[:, 1]).any():
+        return None
+    table = _category_table(vocab)
+    keys = np.array(sorted(table), dtype=np.int64)
+    at = np.searchsorted(keys, categories).clip(0, max(len(keys) - 1, 0))
+    if len(categories) and (not len(keys) or (keys[at] != categories).any()):
+        return None
+    labels = np.array([table[int(k)] for k in keys], dtype=np.int64)[at] if len(categories) else categories
+    subject, obj, verb, has_given, given = columns.T
+    limit = np.repeat(np.array(boxes_per, dtype=np.int64), pairs_per)
+    first = np.repeat(np.cumsum([0] + boxes_per[:-1], dtype=np.int64), pairs_per) if records else limit
+    if ((subject < 0) | (subject >= limit) | (obj < 0) | (obj >= limit)).any():
+        return None
+    if ((verb < 1) | (verb > len(vocab.verbs))).any():
+        return None
+    object_labels = labels[first + obj]
+    classes = np.full((len(vocab.verbs), len(vocab.objects) + 1), -1, dtype=np.int64)  # last column: label -1
+    for c, (v, o) in enumerate(vocab.interactions):
+        classes[v, o] = c
+    cls = classes[verb - 1, object_labels]
+    if (cls < 0).any() or ((has_given == 1) & (given != cls + 1)).any():
+        return None
+    box_rows, label_rows = boxes.tolist(), labels.tolist()
+    pair_rows = list(zip(subject.tolist(), obj.tolist(), (verb - 1).tolist(), cls.tolist()))
+    samples, a, k = [], 0, 0
+    for image_id, (record, (width, height), nb, npairs) in enumerate(zip(records, sizes, boxes_per, pairs_per)):
+        size = None if width is msgspec.UNSET else (width, height)
+        image_path, width, height = resolve_image(record.file_name, root, size, False, read_image_sizes)
+        samples.append(assemble_sample(image_id, record.file_name, image_path, width, height, box_rows[a:a + nb],
+                                       label_rows[a:a + nb], pair_rows[k:k + npairs], vocab.person))
+        a, k = a + nb, k + npairs
+    return samples
 
 
 def _read_record(
