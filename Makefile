@@ -18,10 +18,10 @@ $(STAMP): $(BIN)/python setup.cfg pyproject.toml
 install: $(STAMP)
 
 demo: install
-	$(BIN)/python -m hoi_r1.demo
+	$(BIN)/python -m hoi_r1.synthetic.demo
 
 demo-base: install   # rebuilds the shipped checkpoints/tiny-qwen2_5_vl-grounding (docs/demo.md)
-	$(BIN)/python -m hoi_r1.demo_base
+	$(BIN)/python -m hoi_r1.synthetic.demo_base
 
 test: install
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

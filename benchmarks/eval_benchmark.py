@@ -8,7 +8,7 @@ same files:
 * ``command_s`` / ``command_cpu_s``: ``hoi-r1 eval`` (``python -m hoi_r1.cli eval``) in a fresh
   process, wall clock and the child's CPU time: interpreter start, imports, both files, the
   table (what a user waits for);
-* ``typed_s``: :func:`hoi_r1.evaluate.evaluate_files` in this process (the typed ``msgspec``
+* ``typed_s``: :func:`hoi_r1.eval_command.evaluate_files` in this process (the typed ``msgspec``
   road of :mod:`hoi_r1.prediction_reader`);
 * ``stdlib_s``: the same with the typed road switched off and the garbage collector left on, so
   the standard ``json`` parser and the checks over flat lists run as the command did before;
@@ -38,7 +38,7 @@ from pathlib import Path
 from unittest import mock
 
 from benchmarks.metric_benchmark import make_test_set
-from hoi_r1.evaluate import evaluate_files
+from hoi_r1.eval_command import evaluate_files
 from hoi_r1.prediction_reader import PredictionReader
 from hoi_r1.readers.hico_det import write_hico_json
 from hoi_r1.sample import HOISample
@@ -101,7 +101,7 @@ def run(num_images: int, num_pairs: int, per_image: int, protocol: str, per_entr
             figures["command_s"], figures["command_cpu_s"] = time_command(ann, predictions, protocol)
         typed, figures["typed_s"], figures["typed_cpu_s"] = _timed(ann, predictions, protocol)
         with mock.patch.object(PredictionReader, "_decode_typed", lambda self, data: None), \
-                mock.patch("hoi_r1.evaluate._gc_paused", contextlib.nullcontext):
+                mock.patch("hoi_r1.eval_command._gc_paused", contextlib.nullcontext):
             stdlib, figures["stdlib_s"], figures["stdlib_cpu_s"] = _timed(ann, predictions, protocol)
             if per_entry:
                 with mock.patch.object(PredictionReader, "_vectorised_hois", lambda self, entries: None):

@@ -64,8 +64,9 @@ def run(settings: RolloutBenchSettings) -> dict[str, float]:
     from hoi_r1.datamodule import HOIDataModule, SplitFiles
     from hoi_r1.models import ModelSettings, load_model
     from hoi_r1.prompts import PromptConfig
-    from hoi_r1.readers.synthetic import SyntheticWorldConfig, generate_world
-    from hoi_r1.rollout import RolloutSampling
+    from hoi_r1.synthetic.scene import SyntheticWorldConfig
+    from hoi_r1.synthetic.world import generate_world
+    from hoi_r1.rollout.engine import RolloutSampling
     from hoi_r1.rollout.hf import HFRolloutEngine
     from hoi_r1.rollout.policy_weights import policy_weights
     from hoi_r1.rollout.vllm import VLLMRolloutEngine, VLLMSettings

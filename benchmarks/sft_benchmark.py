@@ -1,7 +1,7 @@
 """SFT throughput: hoi_r1's SFTModule (Lightning) against TRL's SFTTrainer, in the same run.
 
 Both trainers train the same tiny real-architecture Qwen2.5-VL (:mod:`hoi_r1.tiny`) on the same
-conversations of a synthetic HOI world (:mod:`hoi_r1.readers.synthetic`), in the same order, with
+conversations of a synthetic HOI world (:mod:`hoi_r1.synthetic.world`), in the same order, with
 the same batch size, no truncation, AdamW (no weight decay, constant learning rate), gradient
 norm clipping at 1.0, fp32, CPU and a fixed number of torch threads:
 
@@ -173,7 +173,8 @@ def prepare_inputs(
     in real checkpoints (Qwen2.5-VL: 151,936 rows, most unused by any one batch): the LM head's
     share of the work then grows, as it does in real models. The tokenizer is unchanged.
     """
-    from hoi_r1.readers.synthetic import SyntheticWorldConfig, generate_world
+    from hoi_r1.synthetic.scene import SyntheticWorldConfig
+    from hoi_r1.synthetic.world import generate_world
     from hoi_r1.tiny import build_tiny_qwen2_5_vl
 
     model = Path(model_dir) if model_dir else build_tiny_qwen2_5_vl(Path(root) / "model", size, seed=settings.seed)

@@ -56,8 +56,8 @@ def _tiny_model(argv: list[str]) -> int:
 
 
 COMMANDS: dict[str, str | Callable[[list[str]], int]] = {
-    "synth": "hoi_r1.readers.synthetic",
-    "eval": "hoi_r1.evaluate",
+    "synth": "hoi_r1.synthetic.world",
+    "eval": "hoi_r1.eval_command",
     "distill": "hoi_r1.distill",
     "export": "hoi_r1.export",
     "detections": "hoi_r1.tools.detection",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol, get_args, runtime_checkable
 
 import lightning as L
 import torch
@@ -30,6 +30,22 @@ from hoi_r1.prompts import PromptConfig
 from hoi_r1.readers import HOIDataset, OnBadRecord, read_annotations
 from hoi_r1.sampling import ResumableSampler
 from hoi_r1.vocab import HOIVocabulary
+
+TrainBatchKind = Literal["sft", "generation", "episodes"]
+"""What a training module trains on: whole conversations (``sft``), prompts whose completions it
+samples itself (``generation``, GRPO) or tool-using episodes it runs itself (``episodes``)."""
+
+
+@runtime_checkable
+class TrainBatches(Protocol):
+    """What :meth:`HOIDataModule.train_dataloader` reads off the training module: the kind of
+    batch it trains on and how many times the sampler serves each batch (GRPO: once per
+    micro-batch and iteration of a generation batch). A LightningModule without them trains on
+    ``sft`` batches served once."""
+
+    train_batch_kind: TrainBatchKind
+    train_batch_repeat: int
+
 
 log = logging.getLogger(__name__)
 
@@ -283,9 +299,11 @@ class HOIDataModule(L.LightningDataModule):
         dataset = self.datasets["train"]
         rank, world = _rank_and_world(self.trainer)
         module = getattr(self.trainer, "lightning_module", None)
+        kind, repeat = (module.train_batch_kind, int(module.train_batch_repeat)) if isinstance(module, TrainBatches) else ("sft", 1)
+        if kind not in get_args(TrainBatchKind):
+            raise ValueError(f"{type(module).__name__}.train_batch_kind must be one of {get_args(TrainBatchKind)}, found {kind!r}")
         if self.train_sampler is None:
             # GRPO serves each prompt batch once per micro-batch of its generation batch.
-            repeat = int(getattr(module, "train_batch_repeat", 1))
             self.train_sampler = ResumableSampler(
                 len(dataset), seed=self.hparams.seed, rank=rank, world_size=world,
                 repeat=repeat, batch_size=self.hparams.batch_size,
@@ -294,7 +312,6 @@ class HOIDataModule(L.LightningDataModule):
                 self.train_sampler.load_state_dict(self._pending_sampler_state)
         # SFT trains on full conversations; GRPO trains on prompts it completes itself (task
         # tools: whole tool-using episodes, hoi_r1.tool_grpo).
-        kind = getattr(module, "train_batch_kind", "sft")
         tools = self.hparams.task == "tools"
         if kind != "sft" and tools != (kind == "episodes"):
             raise ValueError(

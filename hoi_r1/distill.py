@@ -41,6 +41,7 @@ from PIL import Image, ImageOps
 
 from hoi_r1.answer import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, render_answer
 from hoi_r1.frames import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FRAME_KINDS, Frame
+from hoi_r1.progress import progress_bar
 from hoi_r1.prompts import THINKING_STEPS
 from hoi_r1.sample import HOISample
 from hoi_r1.teacher_client import TeacherClient, TeacherConfig, TeacherError, _shown
@@ -246,7 +247,8 @@ def distill(
     error: BaseException | None = None
     start = time.perf_counter()
     queue = iter(pending)
-    with out.open("a", encoding="ascii") as sink, ThreadPoolExecutor(max_workers=workers) as pool:
+    with out.open("a", encoding="ascii") as sink, ThreadPoolExecutor(max_workers=workers) as pool, \
+            progress_bar(len(pending), "distill") as bar:
         running: set[Future] = set()
         while True:
             while error is None and len(running) < workers and (sample := next(queue, None)) is not None:
@@ -255,6 +257,7 @@ def distill(
                 break
             finished, running = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
+                bar.update(1)
                 try:
                     sample, reasoning, why = future.result()
                 except Exception as e:  # noqa: BLE001 - the first error stops the run, the rest finish

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from hoi_r1.strategies import unsharded_root
 from hoi_r1.tools.episode import EpisodeSettings
 
 IMAGE_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
@@ -102,13 +103,14 @@ def generate(model, processor, batch: dict, settings: GenerationSettings, logpro
     inputs = model_inputs(batch)
     end_ids = end_token_ids(model, tok)
     recorder = ChosenTokenLogprobs(settings.max_new_tokens) if logprobs else None
-    out = model.generate(
-        **inputs,
-        **sampling_kwargs(settings, tok, end_ids),
-        return_dict_in_generate=True,
-        output_scores=logprobs,
-        stopping_criteria=[recorder] if recorder is not None else None,
-    )
+    with unsharded_root(model):  # FSDP2: generate runs the vision tower outside the model's forward
+        out = model.generate(
+            **inputs,
+            **sampling_kwargs(settings, tok, end_ids),
+            return_dict_in_generate=True,
+            output_scores=logprobs,
+            stopping_criteria=[recorder] if recorder is not None else None,
+        )
     prompt_len = inputs["input_ids"].shape[1]
     ids = out.sequences[:, prompt_len:]
     mask = completion_mask(ids, end_ids)

@@ -44,19 +44,23 @@ from dataclasses import dataclass
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from hoi_r1.detection_eval import EvaluationSettings, HOIEvaluation
+from hoi_r1.datamodule import TrainBatchKind
 from hoi_r1.generation import Completions, GenerationSettings, char_offsets
 from hoi_r1.grpo_loss import LossType, ScaleRewards, clipped_policy_loss, group_advantages
 from hoi_r1.grpo_loss import truncated_importance_weights
+from hoi_r1.hoi_evaluation import EvaluationSettings, HOIEvaluation
 from hoi_r1.hoi_module import HOIModule
 from hoi_r1.models import ModelSettings
+from hoi_r1.rank_state import gather_per_rank, own_rank
 from hoi_r1.rewards import RewardBreakdown, RewardTarget, RewardWeights
-from hoi_r1.rewards import score_completions
-from hoi_r1.rollout import EngineKind, RolloutSampling, SamplingStream, build_engine
+from hoi_r1.rewards import JudgedAnswer, score_answers, score_completions
+from hoi_r1.rollout import build_engine
 from hoi_r1.rollout.batch import RolloutBuffer
+from hoi_r1.rollout.engine import EngineKind, RolloutSampling
 from hoi_r1.rollout.logprobs import completion_logps
-from hoi_r1.rollout.stats import RewardAverages, completions_markdown, rollout_stats
 from hoi_r1.rollout.policy_weights import policy_weights
+from hoi_r1.rollout.sampling_stream import SamplingStream
+from hoi_r1.rollout.stats import RewardAverages, completions_markdown, rollout_stats
 from hoi_r1.rollout.vllm import VLLMSettings, check_importance_sampling
 from hoi_r1.sampling import serve_of
 from hoi_r1.triplet_credit import answer_credits, group_triplet_advantages
@@ -154,7 +158,7 @@ class GRPOModule(HOIModule):
         logging: completions shown as text.
     """
 
-    train_batch_kind = "generation"
+    train_batch_kind: TrainBatchKind = "generation"
 
     def __init__(
         self,
@@ -277,11 +281,6 @@ class GRPOModule(HOIModule):
             times["train/time/step_s"] = sum(self._times.values())
             self.log_dict(times, batch_size=1)
             self._times = {k: 0.0 for k in self._times}
-
-    def on_before_optimizer_step(self, optimizer) -> None:
-        norms = [p.grad.detach().norm(2) for p in self.parameters() if p.grad is not None]
-        if norms:
-            self.log("train/grad_norm", torch.stack(norms).norm(2))
 
     def _rollout(self, batch: dict) -> RolloutBuffer:
         """Generate, score and prepare one generation batch (serve 0)."""
@@ -444,24 +443,32 @@ class GRPOModule(HOIModule):
     def _eval_step(self, stage: str, batch: dict, batch_idx: int) -> list:
         parsed = super()._eval_step(stage, batch, batch_idx)
         if isinstance(self.evaluations[stage], HOIEvaluation):  # rewards of the same (greedy) answers
-            averages = self._eval_rewards.setdefault(stage, RewardAverages())
-            averages.add(parsed, batch["samples"], batch["frames"], self.datamodule.vocab, self.reward_weights.as_dict())
+            vocab = self.datamodule.vocab
+            answers = [JudgedAnswer(p, RewardTarget(s, f, vocab)) for p, s, f in zip(parsed, batch["samples"], batch["frames"])]
+            scores = score_answers(answers, self.reward_weights)
+            self._eval_averages(stage).add([s.image_id for s in batch["samples"]], scores.per_reward, scores.total)
         return parsed
+
+    def _eval_averages(self, stage: str) -> RewardAverages:
+        if stage not in self._eval_rewards:
+            self._eval_rewards[stage] = RewardAverages(self.reward_weights.as_dict()).to(self.device)
+        return self._eval_rewards[stage]
 
     def _eval_epoch_end(self, stage: str) -> None:
         super()._eval_epoch_end(stage)
         averages = self._eval_rewards.pop(stage, None)
-        if averages is not None and averages.means(stage):
-            self.log_dict(averages.means(stage), sync_dist=True)
+        means = averages.means(stage) if averages is not None else {}
+        if means:
+            self.log_dict(means, sync_dist=False)  # global already: the rows of every process
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         super().on_save_checkpoint(checkpoint)
-        checkpoint["grpo"] = {
+        mine = {  # differs per rank: every rank's is kept (Lightning writes rank 0's checkpoint)
             "buffer": self._buffer.state_dict() if self._buffer is not None else None,
             "rollout_rng": self.sampling_stream.state if self.sampling_stream is not None else None,
-            "generations": self._generations,
         }
+        checkpoint["grpo"] = {**mine, "ranks": gather_per_rank(mine), "generations": self._generations}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         super().on_load_checkpoint(checkpoint)
@@ -472,6 +479,7 @@ class GRPOModule(HOIModule):
                 del weights[k]
             log.info("left out the checkpoint's frozen reference policy (%d tensors): this module has β = 0", len(frozen_copy))
         state = checkpoint.get("grpo") or {}
+        state = {**state, **(own_rank(state.get("ranks"), self.global_rank, self.trainer.world_size) or {})}
         if state.get("buffer") is not None:
             self._buffer = RolloutBuffer.from_state_dict(state["buffer"])
         if state.get("rollout_rng") is not None:

@@ -7,7 +7,7 @@ and the breakdown / curve tools run on it, and :class:`hoi_r1.metric.HOIMeanAver
    per-image filters, match every detection to the ground truth of its image and class with the
    greedy "best pair, no fall-back" rule (:func:`hoi_r1.matching.greedy_match`; ``hoi_r1``: the
    fall-back rule of :func:`hoi_r1.matching.first_free_match`), and keep only
-   ``(class, score, true positive, image id)`` per detection and the ground-truth count per
+   ``(class, score, true positive, image id, picked pair)`` per detection and the ground-truth count per
    (image, class): the :data:`STATE_NAMES` columns.
 2. :func:`summarise_matches`: drop the duplicate images a ``DistributedSampler`` pads with (by
    image id, first occurrence kept), then the 11-point AP of every class in one float64 pass
@@ -54,13 +54,15 @@ from hoi_r1.sample import HOISample
 from hoi_r1.vocab import HOIVocabulary
 
 STATE_NAMES = (
-    "det_classes", "det_scores", "det_tp", "det_image_ids",
+    "det_classes", "det_scores", "det_tp", "det_image_ids", "det_picks",
     "gt_image_ids", "gt_classes", "gt_counts",
     "image_ids", "image_num_dets", "image_num_gt",
 )
-"""The columns :func:`match_images` returns, in order: per detection its class, score, hit and image
-id; per (image, class) cell with ground truth its image id, class and pair count; per image its id
-and its numbers of detections and of cells."""
+"""The columns :func:`match_images` returns, in order: per detection its class, score, hit, image
+id and picked pair (its image's ground-truth row of largest pair-IoU when that passed the
+threshold, else -1; only protocols with ``match_in_rank_order`` read it); per (image, class) cell
+with ground truth its image id, class and pair count; per image its id and its numbers of
+detections and of cells."""
 
 
 def hoi_mean_average_precision(
@@ -134,6 +136,7 @@ def match_images(
     c = vocab.num_classes
     ranks = torch.empty(len(dets.scores), dtype=torch.long)
     ranks[torch.sort(-dets.scores, stable=True).indices] = torch.arange(len(dets.scores))
+    picks = torch.full((len(dets.scores),), -1, dtype=torch.long)
     if protocol.matching == "first_free":
         tp = first_free_match(
             dets.image_slot * c + dets.classes, ranks, dets.humans, dets.objects,
@@ -141,14 +144,18 @@ def match_images(
             threshold=0.5, convention=protocol.convention,
         )
     else:
-        tp = greedy_match(
+        tp, rows = greedy_match(
             dets.image_slot * c + dets.classes, ranks, dets.humans, dets.objects,
             gts.image_slot * c + gts.classes, gts.humans, gts.objects,
-            threshold=0.5, strict=protocol.strict, convention=protocol.convention,
+            threshold=0.5, strict=protocol.strict, convention=protocol.convention, return_picks=True,
         )
+        gt_start = torch.cumsum(torch.bincount(gts.image_slot, minlength=batch), 0) - torch.bincount(
+            gts.image_slot, minlength=batch)
+        passed = rows >= 0
+        picks[passed] = rows[passed] - gt_start[dets.image_slot[passed]]  # row inside its image
     cells, gt_counts = torch.unique(gts.image_slot * c + gts.classes, return_counts=True)
     return (
-        dets.classes, dets.scores, tp, image_ids[dets.image_slot],
+        dets.classes, dets.scores, tp, image_ids[dets.image_slot], picks,
         image_ids[cells // c], cells % c, gt_counts,
         image_ids, torch.bincount(dets.image_slot, minlength=batch), torch.bincount(cells // c, minlength=batch),
     )
@@ -242,9 +249,9 @@ def summarise_matches(
 ) -> dict[str, torch.Tensor]:
     """The AP of every class and the protocol's averages from the concatenated
     :func:`match_images` columns of a whole test set (``unseen``: :func:`unseen_ids`)."""
-    (det_classes, det_scores, det_tp, det_image_ids, gt_image_ids, gt_classes, gt_counts,
+    (det_classes, det_scores, det_tp, det_image_ids, det_picks, gt_image_ids, gt_classes, gt_counts,
      image_ids, image_num_dets, image_num_gt) = states
-    det = [det_classes.long(), det_scores.double(), det_tp.bool(), det_image_ids.long()]
+    det = [det_classes.long(), det_scores.double(), det_tp.bool(), det_image_ids.long(), det_picks.long()]
     gt = [gt_image_ids.long(), gt_classes.long(), gt_counts.long()]
     keep = first_occurrences(image_ids)  # DistributedSampler padding
     if not bool(keep.all()):
@@ -265,10 +272,10 @@ def summarise_matches(
 
 
 def _ap(det: list[torch.Tensor], npos: torch.Tensor, protocol: Protocol) -> tuple[torch.Tensor, torch.Tensor]:
-    classes, scores, tp, image_ids = det
+    classes, scores, tp, image_ids, picks = det
     return per_class_average_precision(
         classes, scores, tp, image_ids, npos, protocol.recall_thresholds, protocol.top_k_per_class,
-        protocol.tie_order,
+        protocol.tie_order, picks if protocol.match_in_rank_order else None,
     )
 
 

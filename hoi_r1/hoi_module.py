@@ -2,7 +2,7 @@
 
 Loading the model (:func:`~hoi_r1.models.load_model`, or weights of an earlier hoi_r1 checkpoint
 with :func:`load_initial_weights`), the optimizer and scheduler factories, the batch transfer,
-validation / test (generate → parse → HOI-mAP with :mod:`hoi_r1.detection_eval`; tool-using
+validation / test (generate → parse → HOI-mAP with :mod:`hoi_r1.hoi_evaluation`; tool-using
 episodes for ``data.task: tools``, :mod:`hoi_r1.tool_evaluation`), predict, and
 the random-number states in checkpoints. Every validation / test number is a torchmetrics state
 gathered from all processes at the epoch's end, so under DDP each rank logs the values of the
@@ -26,8 +26,9 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from hoi_r1.collate import move_batch
-from hoi_r1.detection_eval import EvaluationSettings, GroundingEvaluation, HOIEvaluation
+from hoi_r1.datamodule import TrainBatchKind
 from hoi_r1.generation import GenerationSettings
+from hoi_r1.hoi_evaluation import EvaluationSettings, GroundingEvaluation, HOIEvaluation
 from hoi_r1.models import ModelSettings, add_lora, apply_freezing, count_parameters, load_model
 from hoi_r1.module_logging import log_examples, predictions_record
 from hoi_r1.tool_evaluation import ToolEvaluation, policy_turn_writer
@@ -48,7 +49,8 @@ class HOIModule(L.LightningModule):
             before training (e.g. the SFT stage's ``last.ckpt``); ``None`` keeps ``model``'s.
     """
 
-    train_batch_kind = "sft"
+    train_batch_kind: TrainBatchKind = "sft"
+    train_batch_repeat: int = 1
 
     def __init__(
         self,
@@ -108,6 +110,13 @@ class HOIModule(L.LightningModule):
 
     def transfer_batch_to_device(self, batch: dict, device: torch.device, dataloader_idx: int) -> dict:
         return move_batch(batch, device)
+
+    # ------------------------------------------------------------------ training
+    def on_before_optimizer_step(self, optimizer) -> None:
+        """Log the global gradient norm (before clipping) of every training module."""
+        norms = [p.grad.detach().norm(2) for p in self.parameters() if p.grad is not None]
+        if norms:
+            self.log("train/grad_norm", torch.stack(norms).norm(2))
 
     # ------------------------------------------------------------------ evaluation
     def validation_step(self, batch: dict, batch_idx: int) -> None:
@@ -199,8 +208,6 @@ def load_initial_weights(settings: ModelSettings, checkpoint: str | Path):
     ``settings.lora`` (if any) adds fresh adapters: the merged model is the starting policy, and
     the reference policy of a LoRA GRPO run (adapters disabled) is that merged model.
     """
-    import hoi_r1.datamodule  # noqa: F401  (registers the data settings stored in hyper-parameters)
-
     path = Path(checkpoint)
     if not path.exists():
         raise FileNotFoundError(f"init_from_checkpoint: {path} does not exist")

@@ -45,7 +45,8 @@ def greedy_match(
     threshold: float = 0.5,
     strict: bool = False,
     convention: PixelConvention = "plus_one",
-) -> torch.Tensor:
+    return_picks: bool = False,
+) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """True-positive mask ``(N,)`` of ``N`` detections against ``P`` ground-truth pairs.
 
     Args:
@@ -60,12 +61,16 @@ def greedy_match(
         threshold: pair-IoU needed for a match.
         strict: ``pair-IoU > threshold`` instead of ``>=``.
         convention: pixel convention of the IoU.
+        return_picks: also return ``(N,)`` the row of the ground-truth pair each detection picked
+            when its pair-IoU passed, ``-1`` otherwise (the metric's ``swig`` protocol re-decides
+            hits between tied detections from it).
     """
     n = len(det_cells)
     det_idx, gt_idx = cell_candidates(det_cells, gt_cells)
     tp = torch.zeros(n, dtype=torch.bool)
+    picks = torch.full((n,), -1, dtype=torch.long)
     if len(det_idx) == 0:
-        return tp
+        return (tp, picks) if return_picks else tp
     iou = paired_pair_iou(det_humans[det_idx], det_objects[det_idx], gt_humans[gt_idx], gt_objects[gt_idx], convention)
     # best pair of each detection; first candidate (= first in ground-truth order) on a tie
     best = torch.full((n,), -1.0, dtype=iou.dtype).scatter_reduce(0, det_idx, iou, "amax")
@@ -80,7 +85,8 @@ def greedy_match(
     winner = torch.full((len(gt_cells),), torch.iinfo(torch.long).max, dtype=torch.long)
     winner = winner.scatter_reduce(0, chosen, det_ranks[dets], "amin")
     tp[dets] = det_ranks[dets] == winner[chosen]
-    return tp
+    picks[dets] = chosen
+    return (tp, picks) if return_picks else tp
 
 
 def first_free_match(

@@ -75,6 +75,7 @@ class HOIMeanAveragePrecision(Metric):
     det_scores: list[torch.Tensor]
     det_tp: list[torch.Tensor]
     det_image_ids: list[torch.Tensor]
+    det_picks: list[torch.Tensor]
     gt_image_ids: list[torch.Tensor]
     gt_classes: list[torch.Tensor]
     gt_counts: list[torch.Tensor]

@@ -20,10 +20,12 @@ protocol            pixels / overlap            IoU    per image                
 
 ``hoi_r1`` alone matches with a fall-back (first free pair passing both IoUs, not the best pair).
 
-Ranking inside a class: MATLAB's stable ``sort`` (``hico_official``) and stable torch sorts
-(``pocket``, ``swig``) keep tied scores in detection order; QPIC and GEN-VLKT rank with
-``numpy.argsort(-score)``, numpy's default unstable sort, over the order they appended the
-detections in, and so do ``qpic`` and ``gen_vlkt`` here (:data:`Protocol.tie_order`).
+Ranking inside a class: MATLAB's stable ``sort`` (``hico_official``) and HOI-R1's ``sorted``
+keep tied scores in detection order; QPIC and GEN-VLKT rank with ``numpy.argsort(-score)``,
+pocket with ``torch.argsort(score, descending=True)`` and THID with ``numpy.argsort(score)[::-1]``,
+none of them stable, each over the order it appended the detections in, and so do ``qpic``,
+``gen_vlkt``, ``pocket`` and ``swig`` here (:data:`Protocol.tie_order`). THID also matches while
+it walks that ranking (:data:`Protocol.match_in_rank_order`).
 
 The 11 recall thresholds are the floats each reference produces: MATLAB's ``0:0.1:1``
 (``hico_official``; identical to ``torch.linspace``, so ``pocket`` too), numpy's
@@ -39,7 +41,7 @@ The 11 recall thresholds are the floats each reference produces: MATLAB's ``0:0.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import torch
 
@@ -47,7 +49,7 @@ from hoi_r1.boxes import PixelConvention
 from hoi_r1.matching import cell_candidates
 
 ProtocolName = Literal["hico_official", "qpic", "gen_vlkt", "pocket", "swig", "hoi_r1"]
-PROTOCOL_NAMES: tuple[str, ...] = ("hico_official", "qpic", "gen_vlkt", "pocket", "swig", "hoi_r1")
+PROTOCOL_NAMES: tuple[str, ...] = get_args(ProtocolName)
 
 
 @dataclass(frozen=True)
@@ -89,10 +91,20 @@ class Protocol:
         report: ``hico`` (Full / Rare / Non-rare from ``vocab.rare``) or ``swig`` (Full /
             Non-rare / Rare / Unseen from ``vocab.frequency``).
         triplet_nms: GEN-VLKT's optional triplet NMS, or ``None``.
-        tie_order: how a class's detections are ranked: ``stable`` (score descending, then image
-            id, then detection order) or ``numpy_argsort`` (``numpy.argsort(-score)``, numpy's
-            default unstable sort, over the detections in image-id order and, inside an image,
-            in matching order: what QPIC's and GEN-VLKT's ``compute_map`` do).
+        tie_order: how a class's detections are ranked
+            (:func:`hoi_r1.average_precision.ranking_order`): ``stable`` (score descending, then
+            image id, then detection order); ``numpy_argsort`` (``numpy.argsort(-score)``,
+            numpy's default unstable sort, over the detections in image-id order and, inside an
+            image, in matching order: what QPIC's and GEN-VLKT's ``compute_map`` do);
+            ``torch_argsort`` (``torch.argsort(score, descending=True)``, not stable, over the
+            detections in image-id order, then input order: pocket's ``DetectionAPMeter``);
+            ``numpy_argsort_reversed`` (``numpy.argsort(score)[::-1]`` over the same order:
+            THID's ``calc_ap``, which ranks the last of tied detections first where the sort
+            keeps ties in order).
+        match_in_rank_order: matching walks the class's ranked list (``tie_order``), so of tied
+            detections that pick the same ground-truth pair the one ranked first takes it
+            (THID's ``calc_ap`` matches inside its ranking loop); otherwise tied detections of
+            an image match in input order.
         top_k_ties_repeat_first: after the top-k cut, every kept detection is replaced by the
             image's first detection (input order) with the same score, so ``m`` tied detections
             become ``m`` copies of the first (GEN-VLKT: ``top_k`` returns scores and
@@ -117,11 +129,12 @@ class Protocol:
     evaluated_only: bool = False
     report: Literal["hico", "swig"] = "hico"
     triplet_nms: TripletNMS | None = None
-    tie_order: Literal["stable", "numpy_argsort"] = "stable"
+    tie_order: Literal["stable", "numpy_argsort", "torch_argsort", "numpy_argsort_reversed"] = "stable"
     top_k_ties_repeat_first: bool = False
     matching: Literal["best_pair", "first_free"] = "best_pair"
     min_score: float | None = None
     count_undetected_classes_without_gt: bool = False
+    match_in_rank_order: bool = False
 
 
 def matlab_colon_thresholds() -> tuple[float, ...]:
@@ -145,12 +158,25 @@ def torch_linspace_thresholds() -> tuple[float, ...]:
 
 
 def hico_official() -> Protocol:
-    """The official MATLAB evaluation (``eval_default.m`` / ``VOCevaldet_bboxpair.m``).
+    """The official MATLAB evaluation: ywchao/ho-rcnn ``evaluation/eval_one.m`` in its Default
+    setting (``eval_mode = 'def'``) and ``evaluation/VOCevaldet_bboxpair.m``.
 
-    Rules: ``+1`` pixels, overlap when both ``+1`` sides are positive, pair-IoU ``>= 0.5``
-    (``VOCevaldet_bboxpair.m``); detections of images without ground truth are false positives
-    and every class counts, AP 0 without ground truth (``eval_default.m``); stable ranking
-    (MATLAB ``sort``); thresholds of MATLAB's ``0:0.1:1``.
+    Rules, each where the reference code makes it:
+
+    * *+1 pixels, overlap when both +1 sides are positive* — ``VOCevaldet_bboxpair``:
+      ``iw = min(x2) - max(x1) + 1``, ``ov = iw * ih / ua`` only when ``iw > 0 && ih > 0``, with
+      ``ua`` the two ``+1`` areas minus the intersection.
+    * *best pair, no fall-back, >= 0.5* — ``ov_max = -inf`` and ``min_ov > ov_max`` keep the first
+      pair of largest ``min(ov_1, ov_2)``; a hit when ``ov_max >= min_overlap`` (0.5) and the
+      pair's ``det`` flag is free, otherwise a false positive.
+    * *stable ranking* — ``[~, si] = sort(-det_conf)``: MATLAB's sort is stable, so ties keep the
+      detection order ``eval_one`` built (image by image, rows in file order).
+    * *11-point AP* — ``for t = 0:0.1:1``, ``p = max(prec(rec >= t))`` (0 when empty),
+      ``ap = ap + p/11``: MATLAB's ``0:0.1:1`` floats, summed in threshold order.
+    * *images without ground truth count* — ``gt(i).bb`` is empty, ``ov_max`` stays ``-inf``:
+      a false positive.
+    * *every class counts* — ``eval_one``: ``mean(AP)`` over all classes; a class without ground
+      truth has ``rec = 0/0`` (NaN), no threshold passes, AP 0.
     """
     return Protocol("hico_official", "plus_one", strict=False, recall_thresholds=matlab_colon_thresholds())
 
@@ -223,21 +249,45 @@ def pocket() -> Protocol:
       ``BoxAssociation.__call__``: each detection takes the ground-truth pair of largest
       ``min(IoU_h, IoU_o)`` (``iou.max(0)``), ``match > self.min_iou``, and per pair the
       matched detection with the highest score is the true positive (no fall-back).
+      Ties: ``iou.max(0)`` gives the first ground-truth pair, ``argmax`` the first detection.
     * *every class averaged*, AP 0 without detections (``DetectionAPMeter.compute_ap_for_each``);
       thresholds ``torch.linspace(0, 1, 11)``
-      (``compute_per_class_ap_with_11_point_interpolation``).
+      (``compute_per_class_ap_with_11_point_interpolation``); a class with detections but no
+      ground truth has recall 0 (``div`` by an ``int`` 0) and AP 0.
+    * *ranking* — ``DetectionAPMeter.compute_pr_for_each``: ``output.argsort(descending=True)``,
+      a non-stable CPU sort, over each class's scores in the order ``append`` collected them
+      (``test_hico`` appends image by image, detections in output order):
+      ``tie_order="torch_argsort"``. Beyond 16 tied scores it reorders them.
     """
     return Protocol(
         "pocket", "continuous", strict=True, recall_thresholds=torch_linspace_thresholds(),
-        object_label_class=True, skip_images_without_gt=True,
+        object_label_class=True, skip_images_without_gt=True, tie_order="torch_argsort",
     )
 
 
 def swig() -> Protocol:
-    """THID's SWIG-HOI evaluator (``swig_evaluator.py``)."""
+    """THID's SWIG-HOI evaluator (scwangdyd/promting_hoi ``datasets/swig_evaluator.py``,
+    ``SWiGEvaluator`` and ``calc_ap``).
+
+    Rules, each where the reference code makes it:
+
+    * *ranking* — ``calc_ap``: ``np.argsort(scores)[::-1]`` over the class's scores in the order
+      ``update`` appended them (image by image, detections in input order):
+      ``tie_order="numpy_argsort_reversed"``; where numpy's sort keeps ties in order the last
+      tied detection ranks first.
+    * *matching inside the ranking loop* — ``calc_ap`` walks that ranked list and gives each
+      detection the first ground-truth pair of largest pair-IoU (``maxi < tmp``), a hit when
+      ``maxi >= 0.5`` and the pair is not in ``used`` (no fall-back): ``match_in_rank_order``.
+    * *top 19,999 per class* — the loop stops after ``min(len(idx), 19999)`` detections.
+    * *continuous IoU* — ``iou``: sides ``x2 - x1`` clamped at 0, intersection 0 unless positive.
+    * *classes* — ``accumulate`` / ``summarize``: only ``evaluation == 1`` classes, groups by
+      ``frequency``; a class without detections has AP 0 (``len(keys) == 0``); thresholds
+      ``i / 10.0``.
+    """
     return Protocol(
         "swig", "continuous", strict=False, recall_thresholds=exact_decimal_thresholds(),
-        top_k_per_class=19_999, evaluated_only=True, report="swig",
+        top_k_per_class=19_999, evaluated_only=True, report="swig", tie_order="numpy_argsort_reversed",
+        match_in_rank_order=True,
     )
 
 

@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from hoi_r1.average_precision import numpy_argsort_order, rank_order
+from hoi_r1.average_precision import first_of_pick_in_rank, ranking_order
 from hoi_r1.hoi_map import STATE_NAMES, match_images, one_cpu_thread
 from hoi_r1.metric_protocols import TripletNMS, get_protocol
 from hoi_r1.vocab import HOIVocabulary
@@ -71,10 +71,9 @@ def precision_recall_curves(
     classes, scores, tp, image_ids = (states[name] for name in ("det_classes", "det_scores", "det_tp", "det_image_ids"))
     npos = torch.zeros(vocab.num_classes, dtype=torch.long).index_add_(0, states["gt_classes"], states["gt_counts"])
     top_k = proto.top_k_per_class
-    if proto.tie_order == "numpy_argsort":
-        order = numpy_argsort_order(classes, scores, image_ids)
-    else:
-        order = rank_order(classes, scores, image_ids)
+    order = ranking_order(proto.tie_order, classes, scores, image_ids)
+    if proto.match_in_rank_order:  # SWIG-HOI: of tied detections on one pair, the first ranked takes it
+        tp = first_of_pick_in_rank(order, classes, image_ids, states["det_picks"])
     counts = torch.bincount(classes, minlength=vocab.num_classes).tolist()
     recall, precision = [], []
     for c, ranked in enumerate(tp[order].split(counts)):

@@ -387,8 +387,14 @@ def score_completions(
         weights: weight of each reward (default: all 1).
     """
     _check_lengths(completions, targets)
+    return score_answers([JudgedAnswer.read(c, t) for c, t in zip(completions, targets)], weights)
+
+
+def score_answers(answers: Sequence[JudgedAnswer], weights: RewardWeights | None = None) -> RewardBreakdown:
+    """Each weighted reward of answers already parsed and matched, and their sum (what
+    :func:`score_completions` does after reading the texts; validation scores the parsed answers
+    the metric saw with it)."""
     weights = weights if weights is not None else RewardWeights()
-    answers = [JudgedAnswer.read(c, t) for c, t in zip(completions, targets)]
     per_reward = {name: [ANSWER_REWARDS[name](a) for a in answers] for name in weights.as_dict()}
     total = []
     for i in range(len(answers)):

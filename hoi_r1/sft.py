@@ -5,7 +5,7 @@ answer only (``<think>…</think><answer>[…]</answer>``; labels built by
 :class:`~hoi_r1.collate.SFTCollator`). "Thinking distillation" (HOI-R1) is the same loss with
 reasoning texts from a teacher inside ``<think>`` (``data.reasoning_file``, written by
 ``hoi-r1 distill``). Validation and test generate answers, parse them with the same codec the
-rewards use and report HOI-mAP (:mod:`hoi_r1.detection_eval`).
+rewards use and report HOI-mAP (:mod:`hoi_r1.hoi_evaluation`).
 
 Departures from a plain causal-LM fine-tune: image placeholder tokens are blocked in
 generation; sequences are never truncated (too-long samples are left out and counted); the
@@ -20,8 +20,8 @@ import time
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from hoi_r1.detection_eval import EvaluationSettings
 from hoi_r1.generation import GenerationSettings, model_inputs
+from hoi_r1.hoi_evaluation import EvaluationSettings
 from hoi_r1.hoi_module import HOIModule
 from hoi_r1.models import ModelSettings
 
@@ -89,8 +89,3 @@ class SFTModule(HOIModule):
             self.log("train/tokens_per_s", self._tokens / elapsed, batch_size=n)
         self.datamodule.mark_consumed(batch.get("ticket"))
         return loss
-
-    def on_before_optimizer_step(self, optimizer) -> None:
-        norms = [p.grad.detach().norm(2) for p in self.parameters() if p.grad is not None]
-        if norms:
-            self.log("train/grad_norm", torch.stack(norms).norm(2))

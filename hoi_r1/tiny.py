@@ -253,7 +253,7 @@ def default_corpus(extra: Sequence[str] = ()) -> list[str]:
     from hoi_r1.frames import FRAME_KINDS, Frame
     from hoi_r1.grounding import build_grounding_instruction
     from hoi_r1.prompts import PromptConfig, build_instruction
-    from hoi_r1.readers.synthetic import synthetic_vocabulary
+    from hoi_r1.synthetic.scene import synthetic_vocabulary
     from hoi_r1.vocab import HOIVocabulary
 
     hico, synthetic = HOIVocabulary.hico_det(), synthetic_vocabulary()

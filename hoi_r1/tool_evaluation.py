@@ -25,10 +25,10 @@ from typing import Sequence
 import torch
 
 from hoi_r1.answer import ParsedAnswer, parse_answer
-from hoi_r1.detection_eval import EvaluationSettings, HOIEvaluation
 from hoi_r1.generation import GenerationSettings
+from hoi_r1.hoi_evaluation import EvaluationSettings, HOIEvaluation
 from hoi_r1.image_counts import ImageCounts
-from hoi_r1.rollout import RolloutSampling
+from hoi_r1.rollout.engine import RolloutSampling
 from hoi_r1.rollout.episodes import PolicyTurnWriter, run_policy_episodes
 from hoi_r1.rollout.stats import EpisodeCounts
 from hoi_r1.tools.episode import Episode

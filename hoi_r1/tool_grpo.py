@@ -38,14 +38,15 @@ import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from hoi_r1.collate import move_batch
-from hoi_r1.detection_eval import EvaluationSettings
+from hoi_r1.datamodule import TrainBatchKind
 from hoi_r1.generation import Completions, GenerationSettings
 from hoi_r1.grpo import GRPOLogSettings, GRPOLossSettings, GRPOModule, RolloutSettings
+from hoi_r1.hoi_evaluation import EvaluationSettings
 from hoi_r1.hoi_module import HOIModule
 from hoi_r1.models import ModelSettings
 from hoi_r1.rewards import RewardBreakdown, RewardTarget
-from hoi_r1.rollout import EngineKind, RolloutSampling
 from hoi_r1.rollout.batch import RolloutBuffer, trim_completions
+from hoi_r1.rollout.engine import EngineKind, RolloutSampling
 from hoi_r1.rollout.episodes import (
     PolicyTurnWriter,
     episode_logps,
@@ -54,7 +55,7 @@ from hoi_r1.rollout.episodes import (
     run_policy_episodes,
 )
 from hoi_r1.rollout.hf import gradient_checkpointing_off
-from hoi_r1.rollout.stats import EpisodeCounts, RewardAverages
+from hoi_r1.rollout.stats import EpisodeCounts
 from hoi_r1.rollout.vllm import VLLMSettings
 from hoi_r1.tools.episode import Episode, EpisodeSettings
 from hoi_r1.tools.rewards import SpatialRewardConfig, ToolRewardWeights, ToolUsageConfig, score_tool_completions
@@ -87,7 +88,7 @@ class ToolGRPOModule(GRPOModule):
         logging: episodes shown as text.
     """
 
-    train_batch_kind = "episodes"
+    train_batch_kind: TrainBatchKind = "episodes"
 
     def __init__(
         self,
@@ -189,5 +190,5 @@ class ToolGRPOModule(GRPOModule):
         targets = [RewardTarget(s, f, vocab) for s, f in zip(batch["samples"], batch["frames"])]
         scores = score_tool_completions(self.evaluations[stage].last_episodes, targets, self.reward_weights,
                                         self.tool_usage, self.spatial)
-        self._eval_rewards.setdefault(stage, RewardAverages()).add_scores(scores.per_reward, scores.total)
+        self._eval_averages(stage).add([s.image_id for s in batch["samples"]], scores.per_reward, scores.total)
         return parsed

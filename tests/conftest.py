@@ -6,6 +6,10 @@ import os
 
 import pytest
 
+# the shared helpers (tests/helpers, imported as ``helpers.<module>``: ``tests`` is on sys.path)
+# assert too: rewrite their asserts as pytest rewrites the test modules'
+pytest.register_assert_rewrite("helpers")
+
 
 @pytest.fixture(autouse=True)
 def _restore_environment():
@@ -28,6 +32,7 @@ def tiny_model_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def synthetic_world(tmp_path_factory):
     """A small synthetic HOI world in HICO-DET format (train.json / test.json / images)."""
-    from hoi_r1.readers.synthetic import SyntheticWorldConfig, generate_world
+    from hoi_r1.synthetic.scene import SyntheticWorldConfig
+    from hoi_r1.synthetic.world import generate_world
 
     return generate_world(tmp_path_factory.mktemp("world"), SyntheticWorldConfig(num_train=24, num_test=8, seed=1))

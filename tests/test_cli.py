@@ -84,6 +84,14 @@ def test_every_config_parses(config, capsys):
         assert resolved["model"]["init_args"]["evaluation"]["scores"] == "rank"
 
 
+def test_a_mistyped_protocol_fails_when_the_config_is_parsed(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["validate", "--config", "configs/demo_sft.yaml", "--model.init_args.evaluation.protocol", "hico_oficial",
+                  "--print_config"])
+    assert exit_.value.code != 0
+    assert "hico_oficial" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS, ids=lambda p: p.name)
 def test_an_overlay_alone_fails_with_one_line_naming_its_base(overlay, capsys, monkeypatch):
     monkeypatch.chdir(ROOT)  # the paths as users type them

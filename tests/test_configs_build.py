@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from helpers.tool_world import make_tool_world
 from lightning.pytorch.strategies import Strategy, StrategyRegistry
 
 import hoi_r1.grpo
 from hoi_r1.lightning_cli import cli_main, config_chain, overlay_base
 from hoi_r1.readers import read_annotations
 from hoi_r1.readers.swig_hoi import write_swig_categories, write_swig_json
-from tool_helpers import make_tool_world
 
 ROOT = Path(__file__).parents[1]
 CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))

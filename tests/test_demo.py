@@ -2,8 +2,8 @@
 
 import json
 
-from hoi_r1.demo import _world_matches
-from hoi_r1.readers.synthetic import main as synth
+from hoi_r1.synthetic.demo import _world_matches
+from hoi_r1.synthetic.world import main as synth
 
 
 def test_a_world_is_reused_only_with_the_same_knobs(tmp_path):
@@ -24,7 +24,7 @@ def test_the_demo_runs_base_sft_grpo_and_writes_one_table(tmp_path, monkeypatch,
     one table with a column per stage, metrics.json with the three stages, both TensorBoard runs."""
     from pathlib import Path
 
-    from hoi_r1 import demo
+    from hoi_r1.synthetic import demo
 
     root = Path(__file__).resolve().parents[1]
     (tmp_path / "checkpoints").mkdir()

@@ -21,7 +21,8 @@ from hoi_r1.answer import render_answer
 from hoi_r1.frames import Frame
 from hoi_r1.image_dataset import load_image, read_reasonings
 from hoi_r1.readers import read_annotations
-from hoi_r1.readers.synthetic import SyntheticWorldConfig, generate_world
+from hoi_r1.synthetic.scene import SyntheticWorldConfig
+from hoi_r1.synthetic.world import generate_world
 
 NUM_TRAIN = 6
 

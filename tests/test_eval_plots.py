@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from hoi_r1.eval_breakdown import breakdown
-from hoi_r1.evaluate import evaluate_files, main
+from hoi_r1.eval_command import evaluate_files, main
 from hoi_r1.pr_curves import precision_recall_curves
 from hoi_r1.readers.hico_det import write_hico_json
 from hoi_r1.sample import HOISample
@@ -142,3 +142,28 @@ def test_plots_without_matplotlib_say_how_to_install_it(files, monkeypatch, caps
     with pytest.raises(SystemExit) as info:
         main(["--annotations", str(ann), "--predictions", str(preds), "--plots", str(tmp / "plots")])
     assert info.value.code == 2 and "pip install -e '.[plots]'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("protocol", ["hico_official", "qpic", "gen_vlkt", "pocket", "swig", "hoi_r1"])
+def test_pr_curves_rank_and_match_tied_scores_as_the_metric_does(protocol):
+    """The curves' 11-point AP is the metric's AP of every protocol, also where the protocol's own
+    tie order and matching decide which of tied detections is the hit (pocket, swig)."""
+    import dataclasses
+
+    from hoi_r1.hoi_map import hoi_mean_average_precision
+    from hoi_r1.metric_protocols import get_protocol
+
+    vocab = dataclasses.replace(VOCAB, frequency=(2,))
+    # image 0: one pair, three tied detections on it and one beside it; image 1: no pair, two tied
+    # detections: which of them rank first decides the precision at full recall
+    targets = [target(0, [(H0, NEAR)]), target(1, [])]
+    preds = [pred(0, [(H0, NEAR, 0.5), (H0, NEAR, 0.5), (FP_H, FP_O, 0.5), (H0, NEAR, 0.5)]),
+             pred(1, [(H0, NEAR, 0.5), (FP_H, FP_O, 0.5)])]
+    curves = precision_recall_curves(preds, targets, vocab, protocol)
+    recall, precision = curves.recall[0], curves.precision[0]
+    ap = 0.0
+    for t in get_protocol(protocol).recall_thresholds:
+        reached = precision[recall >= t]
+        ap = ap + (float(reached.max()) if len(reached) else 0.0) / 11.0
+    expected = hoi_mean_average_precision(preds, targets, vocab, protocol=protocol, per_class=True)["per_class_ap"][0]
+    assert ap == pytest.approx(float(expected), abs=1e-12)

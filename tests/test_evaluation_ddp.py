@@ -32,9 +32,9 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from tool_helpers import JUNK, TeacherTurns, ToolWorld
+from helpers.tool_world import JUNK, TeacherTurns, ToolWorld
 
-import hoi_r1.detection_eval as detection_eval
+import hoi_r1.hoi_evaluation as hoi_evaluation
 from hoi_r1.answer import render_answer
 from hoi_r1.datamodule import HOIDataModule, SplitFiles
 from hoi_r1.generation import Completions, GenerationSettings
@@ -97,7 +97,7 @@ def _evaluate(devices: int, model_dir: str, world: Path, detections: str, patch=
         empty = torch.zeros(len(texts), 1)
         return Completions(list(texts), empty.long(), empty, empty.long(), list(cut))
 
-    patch(detection_eval, "generate", scripted_generate)
+    patch(hoi_evaluation, "generate", scripted_generate)
     results["test"] = trainer().test(hoi, datamodule=data(2))[0]
 
     teacher = HalfTeacher(ToolWorld(world, {"test": detections}, cold_start=None), "test")  # no traces needed

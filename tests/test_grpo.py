@@ -4,52 +4,10 @@ frozen, checks its settings, starts from earlier checkpoints, and reports reward
 import lightning as L
 import pytest
 import torch
-from test_grpo_helpers import ToyRewardGRPO
+from helpers.grpo import grpo_data, grpo_module, grpo_trainer
 
-from hoi_r1.datamodule import HOIDataModule, SplitFiles
-from hoi_r1.generation import GenerationSettings
-from hoi_r1.grpo import GRPOLossSettings, GRPOLogSettings, GRPOModule, RolloutSettings
+from hoi_r1.grpo import GRPOModule, RolloutSettings
 from hoi_r1.models import LoraSettings, ModelSettings, load_model
-from hoi_r1.prompts import PromptConfig
-
-SHORT_PROMPT = PromptConfig(thinking_guidance=False, show_example=False, list_verbs=False)
-
-
-def _data(world, batch_size=2):
-    return HOIDataModule(
-        train=SplitFiles(str(world / "train.json")),
-        val=SplitFiles(str(world / "test.json"), limit=2),
-        test=SplitFiles(str(world / "test.json"), limit=2),
-        batch_size=batch_size,
-        eval_batch_size=2,
-        prompt=SHORT_PROMPT,
-    )
-
-
-def _module(model_dir, cls=ToyRewardGRPO, lora=None, beta=0.0, spg=2, **kwargs):
-    return cls(
-        model=ModelSettings(name_or_path=str(model_dir), freeze_vision=True, lora=lora),
-        optimizer=lambda params: torch.optim.AdamW(params, lr=1e-2),
-        rollout=RolloutSettings(num_generations=2, max_completion_length=8),
-        loss=GRPOLossSettings(beta=beta, steps_per_generation=spg),
-        generation=GenerationSettings(max_new_tokens=8),
-        log_examples=0,
-        logging=GRPOLogSettings(completions=2, every_n_generations=1),
-        **kwargs,
-    )
-
-
-def _trainer(tmp_path, **kwargs):
-    options = dict(accelerator="cpu", max_steps=2, accumulate_grad_batches=2, limit_val_batches=0, log_every_n_steps=1)
-    options.update(kwargs)
-    return L.Trainer(
-        default_root_dir=tmp_path,
-        logger=L.pytorch.loggers.TensorBoardLogger(tmp_path, name="tb"),
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        deterministic=True,
-        **options,
-    )
 
 
 def _changed(before: dict, module) -> set[str]:
@@ -59,11 +17,11 @@ def _changed(before: dict, module) -> set[str]:
 
 def test_fit_trains_the_policy_and_logs_rewards(tiny_model_dir, synthetic_world, tmp_path):
     L.seed_everything(0)
-    module = _module(tiny_model_dir)
+    module = grpo_module(tiny_model_dir)
     module.configure_model()
     before = {k: v.detach().clone() for k, v in module.model.state_dict().items()}
-    trainer = _trainer(tmp_path, limit_val_batches=1, val_check_interval=4)
-    trainer.fit(module, datamodule=_data(synthetic_world))
+    trainer = grpo_trainer(tmp_path, limit_val_batches=1, val_check_interval=4)
+    trainer.fit(module, datamodule=grpo_data(synthetic_world))
     assert trainer.global_step == 2
     changed = _changed(before, module)
     assert any(k.startswith("model.language_model") for k in changed)
@@ -83,18 +41,18 @@ def test_fit_trains_the_policy_and_logs_rewards(tiny_model_dir, synthetic_world,
     events = EventAccumulator(str(next((tmp_path / "tb").glob("version_*"))))
     events.Reload()
     assert "train/completions/text_summary" in events.Tags()["tensors"]
-    results = trainer.test(module, datamodule=_data(synthetic_world))
+    results = trainer.test(module, datamodule=grpo_data(synthetic_world))
     assert {"test/mAP_full", "test/reward/format", "test/reward/iou"} <= set(results[0])
 
 
 def test_lora_reference_is_the_model_without_adapters(tiny_model_dir, synthetic_world, tmp_path):
     L.seed_everything(0)
-    module = _module(tiny_model_dir, lora=LoraSettings(r=4, alpha=8), beta=0.5, share_prompts=False)
+    module = grpo_module(tiny_model_dir, lora=LoraSettings(r=4, alpha=8), beta=0.5, share_prompts=False)
     module.configure_model()
     assert module.reference is None  # no second copy
     before = {k: v.detach().clone() for k, v in module.model.state_dict().items()}
-    trainer = _trainer(tmp_path, max_steps=2)
-    trainer.fit(module, datamodule=_data(synthetic_world))
+    trainer = grpo_trainer(tmp_path, max_steps=2)
+    trainer.fit(module, datamodule=grpo_data(synthetic_world))
     changed = _changed(before, module)
     assert changed and all("lora_" in k for k in changed)
     kl = trainer.callback_metrics["train/kl"]
@@ -103,13 +61,13 @@ def test_lora_reference_is_the_model_without_adapters(tiny_model_dir, synthetic_
 
 def test_full_fine_tuning_keeps_a_frozen_reference_in_checkpoints(tiny_model_dir, synthetic_world, tmp_path):
     L.seed_everything(0)
-    module = _module(tiny_model_dir, beta=0.1)
+    module = grpo_module(tiny_model_dir, beta=0.1)
     module.configure_model()
     assert module.reference is not None
     assert not any(p.requires_grad for p in module.reference.parameters())
     initial = {k: v.clone() for k, v in module.reference.state_dict().items()}
-    trainer = _trainer(tmp_path)
-    trainer.fit(module, datamodule=_data(synthetic_world))
+    trainer = grpo_trainer(tmp_path)
+    trainer.fit(module, datamodule=grpo_data(synthetic_world))
     for k, v in module.reference.state_dict().items():
         assert torch.equal(v, initial[k]), k
     trainer.save_checkpoint(tmp_path / "g.ckpt")
@@ -118,8 +76,8 @@ def test_full_fine_tuning_keeps_a_frozen_reference_in_checkpoints(tiny_model_dir
     assert {"buffer", "rollout_rng"} <= set(checkpoint["grpo"])
     assert {"torch", "python", "numpy"} <= set(checkpoint["rng_states"])
     # evaluating that checkpoint with β = 0 (no reference built) loads the policy and leaves the copy out
-    plain = _module(tiny_model_dir, beta=0.0)
-    results = _trainer(tmp_path).test(plain, datamodule=_data(synthetic_world), ckpt_path=str(tmp_path / "g.ckpt"))
+    plain = grpo_module(tiny_model_dir, beta=0.0)
+    results = grpo_trainer(tmp_path).test(plain, datamodule=grpo_data(synthetic_world), ckpt_path=str(tmp_path / "g.ckpt"))
     assert "test/mAP_full" in results[0]
     trained = {k.removeprefix("model."): v for k, v in checkpoint["state_dict"].items() if k.startswith("model.")}
     assert all(torch.equal(v, trained[k]) for k, v in plain.model.state_dict().items())
@@ -131,10 +89,10 @@ def test_full_fine_tuning_keeps_a_frozen_reference_in_checkpoints(tiny_model_dir
 )
 def test_inconsistent_micro_batching_is_a_clear_error(tiny_model_dir, synthetic_world, tmp_path, spg, accumulate,
                                                      batch_size, message):
-    module = _module(tiny_model_dir, cls=GRPOModule, spg=spg)
-    trainer = _trainer(tmp_path, accumulate_grad_batches=accumulate, max_steps=1)
+    module = grpo_module(tiny_model_dir, cls=GRPOModule, spg=spg)
+    trainer = grpo_trainer(tmp_path, accumulate_grad_batches=accumulate, max_steps=1)
     with pytest.raises(ValueError, match=message):
-        trainer.fit(module, datamodule=_data(synthetic_world, batch_size=batch_size))
+        trainer.fit(module, datamodule=grpo_data(synthetic_world, batch_size=batch_size))
 
 
 def test_group_of_one_is_rejected(tiny_model_dir):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import torch
 import yaml
-from test_grpo_resume import CONFIGS, _start, _wait
+from helpers.runs import GRPO_CONFIGS, start_run, wait_run
 
 
 def test_ddp_two_processes_on_cpu(tiny_model_dir, synthetic_world, tmp_path):
@@ -15,12 +15,12 @@ def test_ddp_two_processes_on_cpu(tiny_model_dir, synthetic_world, tmp_path):
         "trainer": {"callbacks": [
             {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
              "init_args": {"dirpath": str(tmp_path / "ckpt"), "save_last": True}},
-            {"class_path": "run_helpers.RecordSamples", "init_args": {"path": str(record)}},
+            {"class_path": "helpers.runs.RecordSamples", "init_args": {"path": str(record)}},
         ]},
-        "model": {"class_path": "test_grpo_helpers.ToyRewardGRPO"},
+        "model": {"class_path": "helpers.grpo.ToyRewardGRPO"},
     }
     (tmp_path / "overlay.yaml").write_text(yaml.safe_dump(overlay))
-    configs = [arg for c in (*CONFIGS, tmp_path / "overlay.yaml") for arg in ("--config", str(c))]
+    configs = [arg for c in (*GRPO_CONFIGS, tmp_path / "overlay.yaml") for arg in ("--config", str(c))]
     args = [
         sys.executable, "-m", "hoi_r1.cli", "fit", *configs,
         "--model.init_args.model.name_or_path", str(tiny_model_dir),
@@ -42,7 +42,7 @@ def test_ddp_two_processes_on_cpu(tiny_model_dir, synthetic_world, tmp_path):
         "--trainer.devices", "2",
         "--trainer.logger.init_args.save_dir", str(tmp_path / "runs"),
     ]
-    _wait(_start(args, tmp_path))
+    wait_run(start_run(args, tmp_path))
     rank0 = Path(f"{record}.rank0").read_text().split()
     rank1 = Path(f"{record}.rank1").read_text().split()
     # 2 optimizer steps x 2 micro-batches (accumulate 2) x 2 prompts: each prompt batch served twice

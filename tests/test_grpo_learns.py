@@ -8,7 +8,7 @@ this run catches it with the real Trainer, the ``hf`` engine and the shipped los
 import lightning as L
 import pytest
 import torch
-from test_grpo_helpers import ToyRewardGRPO
+from helpers.grpo import ToyRewardGRPO
 
 from hoi_r1.datamodule import HOIDataModule, SplitFiles
 from hoi_r1.generation import GenerationSettings

@@ -30,8 +30,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from hoi_r1.memory_model import ModelDims, merger_parameters, parameter_count, trainable_parameters
 from hoi_r1.models import ModelSettings, apply_freezing
@@ -83,45 +81,8 @@ def test_reference_processor_uses_the_published_token_ids():
     assert tok.decode(tok(text).input_ids) == tiny.tokenizer.decode(tiny.tokenizer(text).input_ids) == text
 
 
-# ===================================================================== slow: helpers the hoi-r1 processes load
-class StreamingCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` straight to a temporary file, then rename: Lightning's default
-    (``_atomic_save``) first serialises the whole checkpoint into an in-memory buffer, which for
-    the 3B's 7.9 GB checkpoint doubles the process's memory (docs/training.md)."""
-
-    def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        torch.save(checkpoint, partial)
-        os.replace(partial, path)
-
-
-class StepTimes(Callback):
-    """Wall time of every training and validation batch, written as JSON to ``path``."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.times: dict[str, list[float]] = {"train": [], "val": []}
-        self._start = 0.0
-
-    def _begin(self, *args, **kwargs) -> None:
-        self._start = time.perf_counter()
-
-    def _end(self, kind: str) -> None:
-        self.times[kind].append(time.perf_counter() - self._start)
-        Path(self.path).write_text(json.dumps(self.times))
-
-    on_train_batch_start = _begin
-    on_validation_batch_start = _begin
-
-    def on_train_batch_end(self, *args, **kwargs) -> None:
-        self._end("train")
-
-    def on_validation_batch_end(self, *args, **kwargs) -> None:
-        self._end("val")
-
-
+# ===================================================================== slow: measuring the hoi-r1 processes
+# (they load helpers.runs.StepTimes and helpers.runs.StreamingCheckpointIO by class path)
 @dataclass
 class Measured:
     """One process: exit status, wall seconds, peak RSS (GB, ``ru_maxrss``), peak anonymous
@@ -198,7 +159,7 @@ def common_overrides(model_dir: Path, world: Path, runs: Path) -> list[str]:
 
 
 def callbacks(times: Path, checkpoints: Path | None = None) -> list[str]:
-    items = [{"class_path": "test_real_architecture.StepTimes", "init_args": {"path": str(times)}}]
+    items = [{"class_path": "helpers.runs.StepTimes", "init_args": {"path": str(times)}}]
     if checkpoints is not None:
         items.append({"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
                       "init_args": {"dirpath": str(checkpoints), "save_last": True, "save_top_k": 0, "every_n_train_steps": 1}})
@@ -227,7 +188,7 @@ def test_real_3b_sft_grpo_and_validation_on_cpu(tmp_path):
         sft_times = tmp_path / "sft_times.json"
         report["sft"] = run_measured(
             [*hoi_r1, "fit", "--config", "configs/hico_sft_qwen2_5_vl_3b.yaml", *base, "--trainer.limit_val_batches", "0",
-             *callbacks(sft_times, ckpts), "--trainer.plugins", json.dumps({"class_path": "test_real_architecture.StreamingCheckpointIO"})],
+             *callbacks(sft_times, ckpts), "--trainer.plugins", json.dumps({"class_path": "helpers.runs.StreamingCheckpointIO"})],
             tmp_path / "sft.log", sft_times)
         assert report["sft"].rc == 0, (tmp_path / "sft.log").read_text()[-3000:]
         assert len(report["sft"].train_s) == 1

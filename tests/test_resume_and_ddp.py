@@ -64,7 +64,7 @@ def test_sigkill_mid_epoch_then_resume_equals_uninterrupted_run(tiny_model_dir, 
     straight = tmp_path / "straight"
     _run(_fit_args(tiny_model_dir, synthetic_world, straight, 6), tmp_path)
     crashed = tmp_path / "crashed"
-    kill = {"class_path": "run_helpers.KillAtStep", "init_args": {"step": 3}}
+    kill = {"class_path": "helpers.runs.KillAtStep", "init_args": {"step": 3}}
     _run(_fit_args(tiny_model_dir, synthetic_world, crashed, 6, callbacks=(kill,)), tmp_path, expect_kill=True)
     assert _checkpoint_step(crashed / "ckpt" / "last.ckpt") == 2
     _run(_fit_args(tiny_model_dir, synthetic_world, crashed, 6, "--ckpt_path", "last"), tmp_path)
@@ -81,7 +81,7 @@ def _checkpoint_step(path: Path) -> int:
 
 def test_ddp_two_processes_on_cpu(tiny_model_dir, synthetic_world, tmp_path):
     record = tmp_path / "seen"
-    recorder = {"class_path": "run_helpers.RecordSamples", "init_args": {"path": str(record)}}
+    recorder = {"class_path": "helpers.runs.RecordSamples", "init_args": {"path": str(record)}}
     args = _fit_args(tiny_model_dir, synthetic_world, tmp_path / "ddp", 2, "--trainer.strategy", "ddp",
                      "--trainer.devices", "2", callbacks=(recorder,))
     _run(args, tmp_path)

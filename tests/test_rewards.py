@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from helpers.answers import A, B, EMPTY_TARGET, FRAME, NO_GT_TARGET, O0, O1, SAMPLE, TARGET, VOCAB, H, W, answer, el
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,49 +23,6 @@ from hoi_r1.rewards import (
     RewardWeights,
     score_completions,
 )
-from hoi_r1.sample import HOISample
-from hoi_r1.vocab import HOIVocabulary
-
-VOCAB = HOIVocabulary.open(
-    ["hold", "ride", "sit_on", "eat_at"],
-    ["person", "bicycle", "dining_table"],
-    [("hold", "bicycle"), ("ride", "bicycle"), ("sit_on", "bicycle"), ("eat_at", "dining_table"),
-     ("sit_on", "dining_table"), ("hold", "person")],
-)
-W, H = 200, 100  # BOX_TOLERANCE * 200 = 2 pixels
-# ground truth: pair A = (h0, bicycle o0, {ride, sit on}); pair B = (h1, dining table o1, {eat at})
-H0, O0 = [0, 0, 50, 100], [40, 50, 120, 100]
-H1, O1 = [150, 0, 200, 100], [110, 40, 200, 100]
-SAMPLE = HOISample(
-    0, "img.jpg", "img.jpg", W, H, human_boxes=[H0, H1], object_boxes=[O0, O1], object_labels=[1, 2],
-    pairs=[[0, 0, 1, 1], [0, 0, 2, 2], [1, 1, 3, 3]],
-)
-FRAME = Frame("absolute_original", (W, H), (W, H))
-TARGET = RewardTarget(SAMPLE, FRAME, VOCAB)
-EMPTY_TARGET = RewardTarget(SAMPLE.with_pairs([False] * 3), FRAME, VOCAB)
-NO_GT_TARGET = RewardTarget(None, FRAME, VOCAB)
-
-A = {"human": H0, "object": O0, "object class": "bicycle", "verb class": ["ride", "sit on"]}
-B = {"human": H1, "object": O1, "object class": "dining table", "verb class": ["eat at"]}
-
-
-def el(base: dict, **changes) -> dict:
-    """A copy of an element with keys changed (``object_class=`` for ``object class``), or
-    removed (value ``...``)."""
-    out = dict(base)
-    for key, value in changes.items():
-        key = key.replace("_", " ")
-        if value is ...:
-            out.pop(key)
-        else:
-            out[key] = value
-    return out
-
-
-def answer(*elements, think: str | None = "I look at the people.") -> str:
-    head = f"<think>{think}</think>" if think is not None else ""
-    return f"{head}<answer>{json.dumps(list(elements))}</answer>"
-
 
 PERFECT = answer(A, B)
 
@@ -345,3 +303,26 @@ def test_nan_coordinates_score_zero_iou_without_failing():
     out = score_completions([text], [TARGET])
     assert out.per_reward["keys"][0] == 0.5  # the NaN box is a bad box
     assert out.per_reward["iou"][0] == pytest.approx(0.5)  # only pair B is read
+
+
+def test_evaluation_reward_means_count_each_image_once_and_skip_rewards_that_do_not_apply():
+    from hoi_r1.rewards import JudgedAnswer, score_answers
+    from hoi_r1.rollout.stats import RewardAverages
+
+    weights = RewardWeights(format=1.0, keys=0.0, label=0.0, iou=0.0, recall=2.0, precision=0.0)
+    completions = [answer(el(A)), "no answer here"]
+    scores = score_completions(completions, [TARGET, TARGET], weights)
+    judged = [JudgedAnswer.read(c, TARGET) for c in completions]
+    assert score_answers(judged, weights).per_reward == scores.per_reward  # one scoring road
+    averages = RewardAverages(weights.as_dict())
+    averages.add([3, 4], scores.per_reward, scores.total)
+    averages.add([3], {k: v[:1] for k, v in scores.per_reward.items()}, scores.total[:1])  # a padded duplicate
+    means = averages.means("val")
+    for name, values in scores.per_reward.items():
+        applied = [v for v in values if v is not None]
+        if applied:
+            assert means[f"val/reward/{name}"] == pytest.approx(sum(applied) / len(applied))
+        else:
+            assert f"val/reward/{name}" not in means
+    totals = [t for t in scores.total if not math.isnan(t)]
+    assert means["val/reward"] == pytest.approx(sum(totals) / len(totals))

@@ -3,29 +3,15 @@ and the sampler's repeated serving of prompt batches."""
 
 import pytest
 import torch
-from PIL import Image
+from helpers.rollout import prompt_batch
 
 from hoi_r1.generation import Completions
 from hoi_r1.models import ModelSettings, load_model, load_processor
-from hoi_r1.prompts import build_messages
-from hoi_r1.rollout import RolloutSampling
+from hoi_r1.rollout.engine import RolloutSampling
 from hoi_r1.rollout.batch import RolloutBuffer, micro_batch_rows, select_prompts, split_pixel_values
 from hoi_r1.rollout.hf import HFRolloutEngine
 from hoi_r1.rollout.logprobs import can_share_prompts, completion_logps
 from hoi_r1.sampling import ResumableSampler
-
-
-def _prompts(processor, sizes):
-    """A left-padded generation batch of images of different sizes (different patch counts)."""
-    images = [Image.new("RGB", size, color=(40 * i, 90, 200 - 30 * i)) for i, size in enumerate(sizes)]
-    texts = [processor.apply_chat_template(build_messages(f"find pairs {'x ' * i}"), tokenize=False,
-                                           add_generation_prompt=True) for i in range(len(sizes))]
-    tok = processor.tokenizer
-    side, tok.padding_side = tok.padding_side, "left"
-    try:
-        return dict(processor(text=texts, images=images, padding=True, return_tensors="pt")), images, texts
-    finally:
-        tok.padding_side = side
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +25,7 @@ def model(tiny_model_dir):
 
 
 def test_selected_rows_equal_a_batch_of_those_rows(processor):
-    batch, images, texts = _prompts(processor, [(56, 56), (112, 56), (84, 112)])
+    batch, images, texts = prompt_batch(processor, [(56, 56), (112, 56), (84, 112)])
     counts = batch["image_grid_thw"].prod(-1).tolist()
     assert len(set(counts)) == 3
     rows = [2, 0, 0, 1]  # repeats (the G copies) and reordering
@@ -72,7 +58,7 @@ LENGTHS = torch.tensor([[4], [2], [1], [3], [4]])
 def test_micro_batch_log_probs_equal_one_row_at_a_time(processor, model, share):
     """Padding on both sides, per-row images and the logits/τ slice give every row the log-probs
     it has alone, in both forward layouts."""
-    batch, _, _ = _prompts(processor, [(56, 56), (112, 56), (84, 112)])
+    batch, _, _ = prompt_batch(processor, [(56, 56), (112, 56), (84, 112)])
     mask = (torch.arange(4)[None] < LENGTHS).long()
     prompt_rows = torch.tensor([0, 0, 2, 2, 1])
     with torch.no_grad():
@@ -90,7 +76,7 @@ def test_shared_prompt_pass_gives_the_joined_gradients(processor, tiny_model_dir
     from hoi_r1.models import LoraSettings
 
     model = load_model(ModelSettings(name_or_path=str(tiny_model_dir), lora=LoraSettings(r=2, alpha=4) if lora else None))
-    batch, _, _ = _prompts(processor, [(56, 56), (112, 56), (84, 112)])
+    batch, _, _ = prompt_batch(processor, [(56, 56), (112, 56), (84, 112)])
     mask = (torch.arange(4)[None] < LENGTHS).long()
     prompt_rows = torch.tensor([0, 0, 2, 2, 1])
     assert can_share_prompts(model, batch)
@@ -121,7 +107,7 @@ def test_micro_batches_and_buffer_state():
 
 def test_hf_engine_generates_groups_outside_gradient_checkpointing(processor, tiny_model_dir):
     model = load_model(ModelSettings(name_or_path=str(tiny_model_dir), gradient_checkpointing=True))
-    batch, _, _ = _prompts(processor, [(56, 56), (112, 56)])
+    batch, _, _ = prompt_batch(processor, [(56, 56), (112, 56)])
     seen = {}
     original = model.generate
 
@@ -142,7 +128,7 @@ def test_hf_engine_generates_groups_outside_gradient_checkpointing(processor, ti
 def test_hf_engine_keeps_no_scores_unless_asked_and_then_the_sampled_tokens_logprobs(processor, model):
     """GRPO reads no sampler log-probs from the hf engine: by default ``generate`` keeps no scores
     and the completions carry none; ``logprobs=True`` returns them, bit for bit the same tokens."""
-    batch, _, _ = _prompts(processor, [(56, 56), (112, 56)])
+    batch, _, _ = prompt_batch(processor, [(56, 56), (112, 56)])
     sampling = RolloutSampling(max_new_tokens=5, temperature=0.9)
     seen = []
     original = model.generate

@@ -17,7 +17,7 @@ from PIL import Image
 
 from hoi_r1.generation import IMAGE_TOKENS
 from hoi_r1.models import LoraSettings, ModelSettings, load_model, load_processor
-from hoi_r1.rollout import RolloutSampling
+from hoi_r1.rollout.engine import RolloutSampling
 from hoi_r1.rollout.hf import HFRolloutEngine
 from hoi_r1.rollout.policy_weights import policy_weights
 from hoi_r1.rollout.vllm import VLLMRolloutEngine, VLLMSettings, collapse_image_tokens
@@ -274,7 +274,7 @@ def test_missing_vllm_names_the_extra(monkeypatch, tiny_model_dir, processor):
 
 
 def test_grpo_trains_through_the_vllm_engine(fake_vllm, tiny_model_dir, synthetic_world, tmp_path):
-    from test_grpo_helpers import ToyRewardGRPO
+    from helpers.grpo import ToyRewardGRPO
 
     from hoi_r1.datamodule import HOIDataModule, SplitFiles
     from hoi_r1.grpo import GRPOLossSettings, RolloutSettings

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hoi_r1.datamodule import HOIDataModule, SplitFiles
-from hoi_r1.detection_eval import EvaluationSettings
+from hoi_r1.hoi_evaluation import EvaluationSettings
 from hoi_r1.generation import GenerationSettings
 from hoi_r1.models import ModelSettings
 from hoi_r1.prompts import PromptConfig

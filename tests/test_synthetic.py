@@ -11,7 +11,8 @@ from PIL import Image
 
 from hoi_r1.readers import read_annotations
 from hoi_r1.readers.hico_det import read_validity_npy
-from hoi_r1.readers.synthetic import (
+from hoi_r1.synthetic.render import COLORS, RAMP_RANGE, render_scene, shape_mask
+from hoi_r1.synthetic.scene import (
     AMBIGUOUS,
     FAR,
     OBJECTS,
@@ -21,14 +22,11 @@ from hoi_r1.readers.synthetic import (
     Scene,
     SyntheticWorldConfig,
     classify_relation,
-    generate_split,
-    generate_world,
-    main,
     overlap_share,
     sample_scene,
     synthetic_vocabulary,
 )
-from hoi_r1.readers.synthetic_render import COLORS, RAMP_RANGE, render_scene, shape_mask
+from hoi_r1.synthetic.world import generate_split, generate_world, main
 
 PERSON = (40, 40, 64, 88)  # H = 48, W = 24, centre x = 52
 SMALL = dict(num_train=10, num_test=6, num_val=3)

@@ -7,10 +7,10 @@ import json
 
 import lightning as L
 import pytest
-from tool_helpers import TeacherTurns, make_tool_world
+from helpers.tool_world import TeacherTurns, make_tool_world
 
 from hoi_r1.datamodule import HOIDataModule, SplitFiles
-from hoi_r1.detection_eval import EvaluationSettings
+from hoi_r1.hoi_evaluation import EvaluationSettings
 from hoi_r1.generation import GenerationSettings
 from hoi_r1.models import ModelSettings
 from hoi_r1.readers import read_annotations
@@ -79,7 +79,7 @@ def _offline_traces(samples, tool_world) -> dict:
     from hoi_r1.image_dataset import load_image
     from hoi_r1.tools.cold_start import build_record, record_frame
     from hoi_r1.tools.episode import read_transcript
-    from tool_helpers import COLD_START
+    from helpers.tool_world import COLD_START
 
     vocab = read_annotations(tool_world.root / "test.json").vocab
     detections = DetectionsFile.read(tool_world.detections["test"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning as L
 import pytest
 import torch
-from tool_helpers import JUNK, TeacherTurns, make_tool_world
+from helpers.tool_world import JUNK, TeacherTurns, make_tool_world
 
 from hoi_r1.datamodule import HOIDataModule, SplitFiles
 from hoi_r1.generation import GenerationSettings

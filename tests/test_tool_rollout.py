@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from tool_helpers import TeacherTurns, make_tool_world
+from helpers.tool_world import TeacherTurns, make_tool_world
 
 from hoi_r1.datamodule import HOIDataModule, SplitFiles
 from hoi_r1.models import ModelSettings, load_model
-from hoi_r1.rollout import RolloutSampling
+from hoi_r1.rollout.engine import RolloutSampling
 from hoi_r1.rollout.episodes import (
     PolicyTurnWriter,
     conversation_images,

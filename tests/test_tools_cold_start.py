@@ -137,7 +137,7 @@ def test_missing_detections_and_bad_files(world, tmp_path):
         read_cold_start(bad)
 
 
-def test_cli(world, synthetic_world, tmp_path, capsys):
+def test_cli_writes_traces_and_annotated_boxes_on_request(world, synthetic_world, tmp_path, capsys):
     dataset, detections = world
     det = detections.write(tmp_path / "det.json")
     out = tmp_path / "cold.jsonl"

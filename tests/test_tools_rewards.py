@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from hoi_r1.answer import render_answer
 from hoi_r1.frames import Frame
-from hoi_r1.readers.synthetic import SyntheticWorldConfig, sample_scene, scene_to_sample, synthetic_vocabulary
+from hoi_r1.synthetic.scene import SyntheticWorldConfig, sample_scene, synthetic_vocabulary
+from hoi_r1.synthetic.world import scene_to_sample
 from hoi_r1.rewards import REWARDS, RewardTarget
 from hoi_r1.sample import HOISample
 from hoi_r1.tools.episode import Episode, Turn

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from hoi_r1.readers.synthetic_scene import classify_relation
+from hoi_r1.synthetic.scene import classify_relation
 from hoi_r1.tools.image_ops import MAX_OUTPUT_SIDE, PlainImagineBackend, crop, imagine
 from hoi_r1.tools.spatial import POSITIONS, spatial_relations
 

@@ -8,8 +8,8 @@ import math
 import lightning as L
 import pytest
 import torch
-from test_grpo import _data, _module, _trainer
-from test_rewards import A, B, TARGET, answer, el
+from helpers.answers import A, B, TARGET, answer, el
+from helpers.grpo import grpo_data, grpo_module, grpo_trainer
 from transformers import AutoProcessor
 
 from hoi_r1.generation import char_offsets
@@ -106,11 +106,11 @@ def test_char_offsets_of_split_multibyte_characters(tiny_model_dir):
 
 def test_grpo_trains_with_per_token_advantages(tiny_model_dir, synthetic_world, tmp_path):
     L.seed_everything(0)
-    module = _module(tiny_model_dir)
+    module = grpo_module(tiny_model_dir)
     module.loss_settings = GRPOLossSettings(steps_per_generation=2, triplet_credit=1.0)
     module.rollout.max_completion_length = 24
-    trainer = _trainer(tmp_path, max_steps=2)
-    trainer.fit(module, datamodule=_data(synthetic_world))
+    trainer = grpo_trainer(tmp_path, max_steps=2)
+    trainer.fit(module, datamodule=grpo_data(synthetic_world))
     buffer = module._buffer
     assert buffer.advantages.shape == buffer.completion_ids.shape  # (B·G, T): one per token
     assert torch.isfinite(trainer.callback_metrics["train/loss"])

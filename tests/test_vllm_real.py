@@ -28,7 +28,8 @@ vllm = pytest.importorskip("vllm")
 from hoi_r1.datamodule import HOIDataModule, SplitFiles  # noqa: E402
 from hoi_r1.models import LoraSettings, ModelSettings, load_model  # noqa: E402
 from hoi_r1.prompts import PromptConfig  # noqa: E402
-from hoi_r1.rollout import RolloutSampling, vllm_compat  # noqa: E402
+from hoi_r1.rollout import vllm_compat
+from hoi_r1.rollout.engine import RolloutSampling  # noqa: E402
 from hoi_r1.rollout.logprobs import completion_logps  # noqa: E402
 from hoi_r1.rollout.policy_weights import policy_weights  # noqa: E402
 from hoi_r1.rollout.vllm import VLLMRolloutEngine, VLLMSettings  # noqa: E402
@@ -89,7 +90,7 @@ def test_two_ranks_each_with_an_engine_in_one_gloo_group(engine, batch, model, s
     single = _rows(_greedy(engine, batch))
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
     run = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29655",
-                          str(ROOT / "tests" / "vllm_ranks.py"), str(synthetic_world), str(tmp_path)],
+                          str(ROOT / "tests" / "helpers" / "vllm_ranks.py"), str(synthetic_world), str(tmp_path)],
                          cwd=ROOT, env={**env, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-4000:]
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2)]
@@ -213,11 +214,11 @@ def test_importance_correction_refuses_top_p_on_the_real_engine(engine, batch):
 # ---------------------------------------------------------------------------------- hoi-r1 fit
 def _fit(world: Path, out: Path, steps: int, *extra: str) -> subprocess.CompletedProcess:
     """``hoi-r1 fit`` on configs/demo_sft.yaml + configs/demo_grpo.yaml with the resume test's
-    small overrides (``tests/test_grpo_resume.py``: batch 2 × G 2, 8-token completions, a
+    small overrides (:func:`helpers.runs.grpo_fit_args`: batch 2 × G 2, 8-token completions, a
     checkpoint every step, ``ToyRewardGRPO``), switched to ``engine: vllm``."""
-    from test_grpo_resume import _fit_args
+    from helpers.runs import grpo_fit_args
 
-    args = _fit_args(
+    args = grpo_fit_args(
         MODEL, world, out,
         "--model.init_args.engine", "vllm",
         "--model.init_args.vllm.dtype", "float32",

@@ -104,12 +104,12 @@ def test_from_json_errors(tmp_path):
         ({"interactions": ((0, 1),), "zero_shot": {"u": (5,)}}, r"class ids \[5\] are out of range"),
     ],
 )
-def test_validation(kwargs, problem):
+def test_bad_interactions_and_class_ids_are_refused(kwargs, problem):
     with pytest.raises(ValueError, match=problem):
         HOIVocabulary(name="bad", verbs=("ride",), objects=("person", "horse"), **kwargs)
 
 
-def test_lookups():
+def test_hico_lookups_by_name_interaction_and_object():
     assert HICO.verb_id("Sit On") == HICO.verb_id("sit_on") == HICO.verbs.index("sit_on")
     assert HICO.object_id("dining table") == HICO.objects.index("dining_table")
     assert HICO.verb_id("fly away") is None and HICO.object_id("unicorn") is None

@@ -4,7 +4,7 @@
 
 * ``*.mat`` — the official HICO-DET ``anno_bbox.mat`` (:mod:`hoi_r1.readers.hico_mat`);
 * a JSON list whose images have ``hoi_annotation`` — PPDM/QPIC HICO-DET JSON, also written by
-  the synthetic world (:mod:`hoi_r1.readers.hico_det`);
+  the synthetic world of :mod:`hoi_r1.synthetic.world` (:mod:`hoi_r1.readers.hico_det`);
 * a JSON list whose images have ``box_annotations`` / ``hoi_annotations`` — SWIG-HOI in THID's
   layout, which needs ``categories`` (:mod:`hoi_r1.readers.swig_hoi`).
 

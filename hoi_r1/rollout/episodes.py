@@ -37,7 +37,7 @@ from PIL import Image
 from hoi_r1.collate import AssistantTokens, encode_conversations, move_batch
 from hoi_r1.generation import IMAGE_TOKENS, completion_mask, end_token_ids, model_inputs
 from hoi_r1.grpo_loss import per_token_logps
-from hoi_r1.rollout import RolloutSampling
+from hoi_r1.rollout.engine import RolloutSampling
 from hoi_r1.tools.episode import Episode, EpisodeSettings, EpisodeState, Turn, run_episodes
 from hoi_r1.tools.protocol import ToolRegistry
 

@@ -5,7 +5,10 @@ checkpointing: recomputation only serves a backward pass, and with the cache off
 checkpointing forces) every new token would re-run the whole sequence; it is switched off for
 the generation and back on after. Under FSDP or DeepSpeed ZeRO-3 every rank must keep calling
 the model until all ranks are done (``synced_gpus=True``), or the parameter all-gathers
-deadlock; FSDP1's root-level parameters are summoned for the duration.
+deadlock; the root unit's parameters are gathered for the duration (FSDP1: ``summon_full_params``
+of ``fsdp_root``; FSDP2: :func:`hoi_r1.strategies.unsharded_root`), since ``generate`` runs
+parts of the model outside its ``forward`` (the vision tower, for the image features), where
+no FSDP hook gathers them.
 
 The sampler's per-token log-probs are left out by default (``Completions.token_logprobs`` is
 ``None``): GRPO reads the engine's own log-probs only from ``vllm`` (importance correction) and
@@ -22,7 +25,8 @@ from typing import Iterable
 import torch
 
 from hoi_r1.generation import Completions, GenerationSettings, generate
-from hoi_r1.rollout import RolloutSampling
+from hoi_r1.rollout.engine import RolloutSampling
+from hoi_r1.strategies import unsharded_root
 
 
 class HFRolloutEngine:
@@ -58,7 +62,7 @@ class HFRolloutEngine:
             num_samples=n,
         )
         model = _SyncedGenerate(self.model) if self.synced_gpus else self.model
-        with gradient_checkpointing_off(self.model), _summoned(self.fsdp_root):
+        with gradient_checkpointing_off(self.model), _summoned(self.fsdp_root), unsharded_root(self.model):
             return generate(model, self.processor, batch, settings, logprobs=self.logprobs)
 
     def sync_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> None:

@@ -13,7 +13,7 @@ What a weight push sends (:meth:`hoi_r1.rollout.vllm.VLLMRolloutEngine.sync_weig
   ``full_tensor()``; DeepSpeed ZeRO-3 parameters with ``GatheredParameters``, the base weight and
   its adapters *together*, so the merge sees full tensors (merging before gathering would merge
   the empty partitions). FSDP1 needs ``summon_full_params`` per unit: not supported, use FSDP2 or
-  DeepSpeed.
+  DeepSpeed (an FSDP1-wrapped model is refused: outside a forward its parameters are flat shards).
 
 Each yielded tensor is valid until the next one is requested (a gathered parameter is released
 then): the engine copies it at once.
@@ -32,6 +32,7 @@ LoraPair = tuple[torch.Tensor, torch.Tensor, float]
 
 def policy_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
     """The policy's weights under Hugging Face names, LoRA merged out of place (module docstring)."""
+    _refuse_fsdp1(model)
     lora = lora_layers(model)
     prefix = getattr(model, "prefix", None)  # "lora_" for peft LoRA models
     for name, param in model.named_parameters():
@@ -101,6 +102,15 @@ def _active_adapters(layer, name: str) -> list[str]:
         if getattr(layer, "use_dora", {}).get(a, False):
             raise NotImplementedError(f"{name}: DoRA adapter {a!r}: pushing DoRA weights is not supported")
     return adapters
+
+
+def _refuse_fsdp1(model) -> None:
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    if any(isinstance(m, FullyShardedDataParallel) for m in model.modules()):
+        raise NotImplementedError("pushing the weights of an FSDP1 (FullyShardedDataParallel) model is not supported: "
+                                  "its parameters are flat shards outside a forward; use FSDP2 "
+                                  "(hoi_r1.strategies.LayerShardStrategy) or DeepSpeed ZeRO-3")
 
 
 def _full(data: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 
 from hoi_r1.grpo_loss import AdvantageStats
+from hoi_r1.image_counts import ImageCounts
 
 
 def rollout_stats(
@@ -93,37 +94,51 @@ def _std(x: torch.Tensor) -> float:
 
 
 class RewardAverages:
-    """Running means of each reward (and the weighted total) over evaluated answers: the rewards
-    of the greedy validation / test outputs, from the same parsed answers the metric saw."""
+    """Means of each reward and of the weighted total over the evaluated images of every process:
+    the rewards of the greedy validation / test answers. They are per-image rows of an
+    :class:`~hoi_r1.image_counts.ImageCounts` (a sum and a count per reward), so under DDP the
+    means are those of the whole split, with the duplicates a ``DistributedSampler`` pads with
+    counted once, like every other validation number.
 
-    def __init__(self) -> None:
-        self.values: dict[str, list[float]] = {}
+    Args:
+        names: the rewards (their weights' names).
 
-    def add(self, parsed, samples, frames, vocab, weights: dict[str, float]) -> None:
-        """Score parsed answers (:class:`~hoi_r1.answer.ParsedAnswer`) against their samples."""
-        from hoi_r1.rewards import ANSWER_REWARDS, JudgedAnswer, RewardTarget
+    >>> averages = RewardAverages(["format", "recall"])
+    >>> averages.add([0, 1], {"format": [1.0, 0.0], "recall": [0.5, None]}, [1.5, 0.0])
+    >>> averages.add([0], {"format": [1.0], "recall": [0.5]}, [1.5])  # a padded duplicate of image 0
+    >>> averages.means("val")
+    {'val/reward/format': 0.5, 'val/reward/recall': 0.5, 'val/reward': 0.75}
+    """
 
-        for answer, sample, frame in zip(parsed, samples, frames):
-            judged = JudgedAnswer(answer, RewardTarget(sample, frame, vocab))
-            values = {name: ANSWER_REWARDS[name](judged) for name in weights}
-            for name, v in values.items():
-                if v is not None:
-                    self.values.setdefault(name, []).append(v)
-            applied = [w * values[k] for k, w in weights.items() if values[k] is not None]
-            if applied:
-                self.values.setdefault("", []).append(sum(applied))
+    def __init__(self, names: Sequence[str]) -> None:
+        self.names = tuple(names)
+        self.counts = ImageCounts([f"{n}{part}" for n in (*self.names, "") for part in (":sum", ":count")])
+
+    def to(self, device: torch.device) -> "RewardAverages":
+        """Keep the states on ``device`` (the module's: NCCL gathers device tensors)."""
+        self.counts = self.counts.to(device)
+        return self
+
+    def add(self, image_ids: Sequence[int], per_reward: dict[str, Sequence[float | None]], total: Sequence[float]) -> None:
+        """One row per image: each reward's value (``None``: does not apply) and the weighted
+        total (NaN: no reward applies), e.g. a :class:`~hoi_r1.rewards.RewardBreakdown`'s."""
+        rows: dict[str, list[float]] = {}
+        columns = {**{n: list(per_reward[n]) for n in self.names}, "": [None if math.isnan(t) else t for t in total]}
+        for name, values in columns.items():
+            rows[f"{name}:sum"] = [0.0 if v is None else float(v) for v in values]
+            rows[f"{name}:count"] = [float(v is not None) for v in values]
+        self.counts.update(image_ids, rows)
 
     def means(self, prefix: str) -> dict[str, float]:
-        """``{prefix}/reward/<name>`` and ``{prefix}/reward`` (the weighted total)."""
-        return {
-            f"{prefix}/reward/{k}" if k else f"{prefix}/reward": sum(v) / len(v) for k, v in self.values.items() if v
-        }
-
-    def add_scores(self, per_reward: dict[str, Sequence[float | None]], total: Sequence[float]) -> None:
-        """Add already computed rewards (e.g. a :class:`~hoi_r1.rewards.RewardBreakdown`'s)."""
-        for name, values in per_reward.items():
-            self.values.setdefault(name, []).extend(v for v in values if v is not None)
-        self.values.setdefault("", []).extend(t for t in total if not math.isnan(t))
+        """``{prefix}/reward/<name>`` and ``{prefix}/reward`` (the weighted total), over the images
+        where each applies (global: ``compute`` gathers every process's rows)."""
+        sums = self.counts.compute()
+        out = {}
+        for name in (*self.names, ""):
+            count = float(sums[f"{name}:count"])
+            if count > 0:
+                out[f"{prefix}/reward/{name}" if name else f"{prefix}/reward"] = float(sums[f"{name}:sum"]) / count
+        return out
 
 
 class EpisodeCounts:

@@ -43,7 +43,9 @@ import torch
 from hoi_r1.generation import IMAGE_TOKENS, Completions
 from hoi_r1.image_dataset import load_image
 from hoi_r1.models import pixel_limits
-from hoi_r1.rollout import RolloutSampling, vllm_compat
+from hoi_r1.rollout import vllm_compat
+from hoi_r1.rollout.engine import RolloutSampling
+from hoi_r1.rollout.hf import HFRolloutEngine
 
 SleepLevel = Literal[1, 2]
 
@@ -166,8 +168,6 @@ class VLLMRolloutEngine:
 
     def check_agreement(self, model, processor, batch: dict) -> None:
         """Greedy completions of HF ``model`` and of vLLM must agree (first ``check_tokens`` tokens)."""
-        from hoi_r1.rollout.hf import HFRolloutEngine
-
         greedy = RolloutSampling(max_new_tokens=self.settings.check_tokens, greedy=True)
         ours = HFRolloutEngine(model, processor).generate(batch, 1, greedy)
         theirs = self.generate(batch, 1, greedy)

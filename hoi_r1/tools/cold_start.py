@@ -50,6 +50,7 @@ from hoi_r1.answer import render_answer
 from hoi_r1.boxes import box_iou
 from hoi_r1.frames import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FRAME_KINDS, Frame, FrameKind
 from hoi_r1.image_dataset import load_image
+from hoi_r1.progress import progress
 from hoi_r1.sample import HOISample
 from hoi_r1.tools.builtin import MAX_CATEGORIES, default_registry, detection_names
 from hoi_r1.tools.detection import (
@@ -296,7 +297,7 @@ def write_cold_start(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w") as f:
-        for sample in samples:
+        for sample in progress(samples, "cold-start"):
             image = None
             if config.zoom:
                 image = load_image(sample.image_path)

@@ -48,6 +48,7 @@ from hoi_r1.grounding import build_grounding_instruction, parse_grounding_answer
 from hoi_r1.readers.records import BadRecordError
 from hoi_r1.sample import HOISample
 from hoi_r1.answer import rank_scores
+from hoi_r1.progress import progress
 from hoi_r1.vocab import HOIVocabulary
 
 FORMAT_TAG = "hoi_r1.detections/1"
@@ -271,7 +272,7 @@ def noisy_detections(
     images: dict[str, list[Detection]] = {}
     kept = missed = alarms = 0
     per_image = []
-    for i, sample in enumerate(samples):
+    for i, sample in enumerate(progress(samples, "detections")):
         rng = np.random.default_rng([seed, i])
         truth = [("person", b) for b in sample.human_boxes]
         truth += [(vocab.objects[int(label)], b) for label, b in zip(sample.object_labels, sample.object_boxes)]

@@ -31,7 +31,7 @@ turn when it holds ``<answer>``, read by the one answer parser the metric uses. 
   (there is no agreement to reward; in HICO-DET and the synthetic world every image has pairs).
 
 The cue table (:data:`SYNTHETIC_VERB_CUES`) follows the relation rules of the synthetic world
-(:func:`hoi_r1.readers.synthetic_scene.classify_relation`), so ground-truth answers score 1 there;
+(:func:`hoi_r1.synthetic.scene.classify_relation`), so ground-truth answers score 1 there;
 :data:`DEFAULT_CUES` (``near``) serves any other verb. Both are settings of
 :class:`SpatialRewardConfig`, so a YAML file can give a table for another vocabulary.
 """

@@ -19,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from hoi_r1.demo import BASE, WORLD_KNOBS, _cli, _step, ensure_world
+from hoi_r1.cli import main as cli
+from hoi_r1.synthetic.demo import BASE, WORLD_KNOBS, _cli, _step, ensure_world
 
 MODEL = Path("checkpoints/tiny-qwen2_5_vl")
 """The tiny random Qwen2.5-VL the base is trained from (``hoi-r1 tiny-model``)."""
@@ -46,8 +47,6 @@ def _ensure_model() -> None:
     if (MODEL / "config.json").exists():
         print(f"using {MODEL}")
         return
-    from hoi_r1.cli import main as cli
-
     cli(["tiny-model", "--out", str(MODEL)])
 
 

@@ -21,9 +21,10 @@ from torch import nn
 from hoi_r1.answer import ParsedAnswer, parse_answer, to_metric_preds
 from hoi_r1.generation import Completions, GenerationSettings, char_offsets, generate
 from hoi_r1.grounding import grounding_hits, parse_grounding_answer
-from hoi_r1.image_counts import ImageCounts
 from hoi_r1.hoi_map import targets_from_sample
+from hoi_r1.image_counts import ImageCounts
 from hoi_r1.metric import HOIMeanAveragePrecision
+from hoi_r1.metric_protocols import ProtocolName
 from hoi_r1.scores import ScoreKind, apply_scores, label_spans, logprob_scores, span_mean_logprobs, vote_scores
 from hoi_r1.vocab import HOIVocabulary
 
@@ -36,7 +37,8 @@ class EvaluationSettings:
     """How validation and test score detections.
 
     Args:
-        protocol: HOI-mAP protocol (``hico_official``, ``qpic``, ``gen_vlkt``, ``pocket``, ``swig``).
+        protocol: HOI-mAP protocol (``hico_official``, ``qpic``, ``gen_vlkt``, ``pocket``, ``swig``,
+            ``hoi_r1``; docs/metric.md).
         scores: confidence of each triplet: ``rank``, ``logprob`` or ``vote``.
         vote_samples: sampled answers per image for ``vote`` (generated with ``vote_temperature``).
         vote_temperature: sampling temperature of the ``vote`` answers.
@@ -44,7 +46,7 @@ class EvaluationSettings:
         known_object: also report the Known-Object setting.
     """
 
-    protocol: str = "hico_official"
+    protocol: ProtocolName = "hico_official"
     scores: ScoreKind = "rank"
     vote_samples: int = 5
     vote_temperature: float = 0.7

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from hoi_r1.answer import render_answer
-from hoi_r1.evaluate import BadPredictionError, evaluate_files, main
+from hoi_r1.eval_command import BadPredictionError, evaluate_files, main
 from hoi_r1.frames import Frame
 from hoi_r1.hoi_map import hoi_mean_average_precision, targets_from_sample
 from hoi_r1.readers import read_annotations
@@ -262,7 +262,7 @@ def test_non_utf8_and_nan_literals_read_as_the_standard_parser_reads_them(files)
         evaluate_files(ann, preds)
 
 
-def test_eval_benchmark_smoke():
+def test_eval_benchmark_roads_give_identical_results():
     from benchmarks.eval_benchmark import run
 
     figures = run(num_images=150, num_pairs=300, per_image=4, protocol="hoi_r1", per_entry=True, command=False)

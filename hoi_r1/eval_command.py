@@ -50,8 +50,9 @@ import torch
 from hoi_r1.eval_breakdown import breakdown as geometry_breakdown
 from hoi_r1.hoi_map import hoi_mean_average_precision, targets_from_sample
 from hoi_r1.metric_protocols import PROTOCOL_NAMES
-from hoi_r1.prediction_reader import FRAME_KINDS, BadPredictionError, OnBadPrediction, PredictionReader
 from hoi_r1.pr_curves import precision_recall_curves
+from hoi_r1.prediction_reader import FRAME_KINDS, BadPredictionError, OnBadPrediction, PredictionReader
+from hoi_r1.progress import progress_bar
 from hoi_r1.readers import read_annotations
 from hoi_r1.vocab import HOIVocabulary
 
@@ -100,20 +101,30 @@ def evaluate_files(
     if frame not in FRAME_KINDS:
         raise ValueError(f"frame must be one of {FRAME_KINDS}, found {frame!r}")
     vocab = HOIVocabulary.from_json(vocabulary) if vocabulary else None
-    with _gc_paused():
+    with _gc_paused(), progress_bar(4 if breakdown or plots else 3, "hoi-r1 eval", unit="stage") as bar:
         # image sizes are read later, and only for completions in a frame that needs them
+        bar.set_postfix_str("annotations")
         dataset = read_annotations(annotations, vocab=vocab, categories=categories, split=split,
                                    read_image_sizes=False)
         vocab = dataset.vocab
+        bar.update(1)
+        bar.set_postfix_str("predictions")
         reader = PredictionReader(Path(predictions), vocab, frame, on_bad_prediction)
         by_image = reader.read({s.file_name: s for s in dataset.samples})
         preds, targets = [], []
         for s in dataset.samples:
             targets.append(targets_from_sample(s))
             preds.append(by_image.get(s.image_id, _empty_preds(s.image_id)))
+        bar.update(1)
+        bar.set_postfix_str("HOI-mAP")
         result = hoi_mean_average_precision(preds, targets, vocab, protocol=protocol, zero_shot=zero_shot,
                                             known_object=known_object, per_class=True, triplet_nms=triplet_nms)
-        bins = geometry_breakdown(preds, targets, vocab, protocol, triplet_nms) if breakdown or plots else None
+        bar.update(1)
+        bins = None
+        if breakdown or plots:
+            bar.set_postfix_str("breakdown")
+            bins = geometry_breakdown(preds, targets, vocab, protocol, triplet_nms)
+            bar.update(1)
     out: dict[str, Any] = {k: _json_value(v) for k, v in result.items()}
     out |= {
         "protocol": protocol,

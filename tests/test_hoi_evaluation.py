@@ -6,9 +6,9 @@ import pytest
 import torch
 from transformers import AutoProcessor
 
-import hoi_r1.detection_eval as detection_eval
+import hoi_r1.hoi_evaluation as hoi_evaluation
 from hoi_r1.answer import parse_answer, render_answer
-from hoi_r1.detection_eval import EvaluationSettings, GroundingEvaluation, HOIEvaluation
+from hoi_r1.hoi_evaluation import EvaluationSettings, GroundingEvaluation, HOIEvaluation
 from hoi_r1.frames import Frame
 from hoi_r1.generation import Completions, GenerationSettings, char_offsets
 from hoi_r1.grounding import render_grounding_answer
@@ -44,7 +44,7 @@ def test_perfect_answers_score_full_map(world, tiny_model_dir, monkeypatch):
     samples = world.samples[:6]
     batch = _batch(samples)
     texts = [render_answer(s, world.vocab, f) for s, f in zip(samples, batch["frames"])]
-    monkeypatch.setattr(detection_eval, "generate", lambda *a, **k: _completions(processor, texts))
+    monkeypatch.setattr(hoi_evaluation, "generate", lambda *a, **k: _completions(processor, texts))
     evaluation = HOIEvaluation(world.vocab, EvaluationSettings(protocol="pocket"))
     parsed = evaluation.step(None, processor, batch, GenerationSettings())
     assert all(p.structure_ok for p in parsed)
@@ -65,7 +65,7 @@ def test_padded_duplicates_count_once_and_reset_forgets(world, tiny_model_dir, m
     texts = [render_answer(samples[0], world.vocab, batch["frames"][0]), "garbage", "<think>cut"]
     completions = _completions(processor, texts)
     completions.truncated[2] = True
-    monkeypatch.setattr(detection_eval, "generate", lambda *a, **k: completions)
+    monkeypatch.setattr(hoi_evaluation, "generate", lambda *a, **k: completions)
     evaluation = HOIEvaluation(world.vocab, EvaluationSettings())
     evaluation.step(None, processor, batch, GenerationSettings())
     once = evaluation.compute()
@@ -84,7 +84,7 @@ def test_grounding_counts_entities(world, tiny_model_dir, monkeypatch):
     samples = world.samples[:2]
     batch = _batch(samples)
     texts = [render_grounding_answer(samples[0], world.vocab, batch["frames"][0]), "nothing"]
-    monkeypatch.setattr(detection_eval, "generate", lambda *a, **k: _completions(processor, texts))
+    monkeypatch.setattr(hoi_evaluation, "generate", lambda *a, **k: _completions(processor, texts))
     evaluation = GroundingEvaluation(world.vocab, EvaluationSettings())
     evaluation.step(None, processor, batch, GenerationSettings())
     entities = [len(s.human_boxes) + len(s.object_boxes) for s in samples]
@@ -93,7 +93,7 @@ def test_grounding_counts_entities(world, tiny_model_dir, monkeypatch):
     assert values["grounding_recall"] == entities[0] / sum(entities)
     assert values["entities_per_image"] == entities[0] / 2
     evaluation.reset()
-    monkeypatch.setattr(detection_eval, "generate", lambda *a, **k: _completions(processor, ["nothing"]))
+    monkeypatch.setattr(hoi_evaluation, "generate", lambda *a, **k: _completions(processor, ["nothing"]))
     evaluation.step(None, processor, _batch(samples[1:]), GenerationSettings())
     assert evaluation.compute() == {"grounding_precision": 0.0, "grounding_recall": 0.0, "entities_per_image": 0.0}
 
@@ -107,7 +107,7 @@ def test_logprob_scores_average_the_label_tokens(world, tiny_model_dir, monkeypa
     names = {n.replace("_", " ") for n in (*world.vocab.objects, *world.vocab.verbs)}
     words = {w for n in names for w in n.split()}
     fake = _completions(processor, [text], lambda piece: -1.0 if piece.strip() in words else -0.01)
-    monkeypatch.setattr(detection_eval, "generate", lambda *a, **k: fake)
+    monkeypatch.setattr(hoi_evaluation, "generate", lambda *a, **k: fake)
     evaluation = HOIEvaluation(world.vocab, EvaluationSettings(scores="logprob"))
     (parsed,) = evaluation.step(None, processor, batch, GenerationSettings())
     assert [round(t.score, 6) for t in parsed.triplets] == [round(math.exp(-1.0), 6)] * len(parsed.triplets)
@@ -129,7 +129,7 @@ def test_vote_scores_count_agreeing_samples(world, tiny_model_dir, monkeypatch):
             return _completions(processor, [full])
         return _completions(processor, [full, only_first, only_first, "garbage"])
 
-    monkeypatch.setattr(detection_eval, "generate", fake_generate)
+    monkeypatch.setattr(hoi_evaluation, "generate", fake_generate)
     evaluation = HOIEvaluation(world.vocab, EvaluationSettings(scores="vote", vote_samples=4))
     (parsed,) = evaluation.step(None, processor, batch, GenerationSettings())
     assert calls[1].do_sample and calls[1].num_samples == 4

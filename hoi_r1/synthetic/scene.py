@@ -1,6 +1,7 @@
-"""The scene model of the synthetic HOI world: what a scene holds, the relation rules that
-decide its verbs, and the sampler that draws unambiguous scenes (pure numpy; drawing lives in
-:mod:`hoi_r1.readers.synthetic_render`, the dataset writer in :mod:`hoi_r1.readers.synthetic`).
+"""The scene model of the synthetic HOI world: its knobs (:class:`SyntheticWorldConfig`), what a
+scene holds, the relation rules that decide its verbs, and the sampler that draws unambiguous
+scenes (pure numpy; drawing lives in :mod:`hoi_r1.synthetic.render`, the dataset writer in
+:mod:`hoi_r1.synthetic.world`).
 
 A scene holds people (blue stick figures) and objects (ball, bicycle, box, cup, dog, kite; each
 its own colour and shape), 1–2 of each by default, on a flat, noisy or gradient background. The verb of a
@@ -45,14 +46,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Literal, Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 
 from hoi_r1.vocab import HOIVocabulary
-
-if TYPE_CHECKING:
-    from hoi_r1.readers.synthetic import SyntheticWorldConfig
 
 VERBS = ("carry", "hold", "kick", "look_at", "no_interaction", "ride")
 OBJECTS = ("person", "ball", "bicycle", "box", "cup", "dog", "kite")
@@ -79,6 +77,82 @@ SIZES_AT_112: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
 FAR, AMBIGUOUS = "far", "ambiguous"
 BackgroundStyle = Literal["flat", "noise", "gradient", "ramp"]
 Box = tuple[int, int, int, int]
+
+
+# --------------------------------------------------------------------- the knobs
+@dataclass(frozen=True)
+class SyntheticWorldConfig:
+    """Knobs of the synthetic world (defaults: a task a tiny model learns on a CPU).
+
+    Args:
+        image_size: image width in pixels (and height unless ``image_height`` is set).
+        image_height: image height in pixels; ``None`` for square images.
+        min_people: fewest people per image (at least 1).
+        max_people: most people per image.
+        min_objects: fewest objects per image (at least 1).
+        max_objects: most objects per image.
+        grid: every box coordinate is a multiple of this many pixels; 1 turns snapping off.
+        backgrounds: background styles drawn from uniformly.
+        occlusion: let boxes overlap mildly (objects and people, or an object touching a
+            person's side by a few pixels); when off, only a ridden object is overlapped (by its
+            rider).
+        max_occlusion: with ``occlusion``, the largest share of a box another box may cover.
+        num_train: training images.
+        num_test: test images.
+        num_val: validation images (``val.json``, for choosing settings; never the test scenes).
+        seed: the random seed; the same seed writes byte-identical files.
+        zero_shot_holdout: keep the ``unseen_composition`` classes out of the training images.
+        image_format: ``png`` (lossless, exact colours) or ``jpg``.
+        max_attempts: scene proposals before giving up on one image (raise for crowded knobs).
+    """
+
+    image_size: int = 112
+    image_height: int | None = None
+    min_people: int = 1
+    max_people: int = 2
+    min_objects: int = 1
+    max_objects: int = 2
+    grid: int = 8
+    backgrounds: tuple[BackgroundStyle, ...] = ("flat", "noise", "gradient")
+    occlusion: bool = True
+    max_occlusion: float = 0.25
+    num_train: int = 2000
+    num_test: int = 200
+    num_val: int = 64
+    seed: int = 0
+    zero_shot_holdout: bool = False
+    image_format: Literal["png", "jpg"] = "png"
+    max_attempts: int = 500
+
+    def __post_init__(self) -> None:
+        problems = []
+        if min(self.width, self.height) < 56:
+            problems.append(f"image size {self.width}x{self.height} is below 56 pixels")
+        if not 1 <= self.min_people <= self.max_people:
+            problems.append(f"need 1 <= min_people <= max_people, found {self.min_people}, {self.max_people}")
+        if not 1 <= self.min_objects <= self.max_objects:
+            problems.append(f"need 1 <= min_objects <= max_objects, found {self.min_objects}, {self.max_objects}")
+        if self.grid < 1 or self.grid > min(self.width, self.height) // 8:
+            problems.append(f"grid must be in [1, image size / 8], found {self.grid}")
+        unknown = set(self.backgrounds) - {"flat", "noise", "gradient", "ramp"}
+        if not self.backgrounds or unknown:
+            problems.append(f"backgrounds must be a non-empty subset of (flat, noise, gradient, ramp): {self.backgrounds}")
+        if not 0.0 <= self.max_occlusion < 1.0:
+            problems.append(f"max_occlusion must be in [0, 1), found {self.max_occlusion}")
+        if min(self.num_train, self.num_test, self.num_val) < 0 or self.max_attempts < 1:
+            problems.append("num_train, num_test, num_val must be >= 0 and max_attempts >= 1")
+        if self.image_format not in ("png", "jpg"):
+            problems.append(f"image_format must be png or jpg, found {self.image_format!r}")
+        if problems:
+            raise ValueError("SyntheticWorldConfig: " + "; ".join(problems))
+
+    @property
+    def width(self) -> int:
+        return self.image_size
+
+    @property
+    def height(self) -> int:
+        return self.image_height if self.image_height is not None else self.image_size
 
 
 @dataclass(frozen=True)

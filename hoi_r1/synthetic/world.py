@@ -1,6 +1,6 @@
 """The synthetic HOI world written as a HICO-DET-format dataset: the default data of the demo
-and the tests (users: ``docs/synthetic.md``; the scene model and its relation rules:
-:mod:`hoi_r1.readers.synthetic_scene`; drawing: :mod:`hoi_r1.readers.synthetic_render`).
+and the tests (users: ``docs/synthetic.md``; the knobs, the scene model and its relation rules:
+:mod:`hoi_r1.synthetic.scene`; drawing: :mod:`hoi_r1.synthetic.render`).
 
 :func:`generate_world` writes ``images/{train,test}/*.png``, ``train.json`` / ``test.json``
 (PPDM/QPIC JSON), ``corre.npy`` and ``vocabulary.json``; :func:`hoi_r1.readers.read_annotations`
@@ -17,110 +17,18 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Literal, Sequence
 
 import numpy as np
 
-from hoi_r1.readers.synthetic_scene import (
-    AMBIGUOUS,
-    FAR,
-    OBJECTS,
-    UNSEEN_COMPOSITION,
-    VALID_VERBS,
-    VERBS,
-    Background,
-    BackgroundStyle,
-    Entity,
-    Scene,
-    classify_relation,
-    overlap_share,
-    sample_scene,
-    synthetic_vocabulary,
-)
+from hoi_r1.progress import progress
+from hoi_r1.readers.hico_det import write_hico_json, write_validity_npy
 from hoi_r1.sample import HOISample
-
-__all__ = [
-    "AMBIGUOUS", "FAR", "OBJECTS", "UNSEEN_COMPOSITION", "VALID_VERBS", "VERBS", "Background", "Entity", "Scene",
-    "SyntheticWorldConfig", "classify_relation", "generate_split", "generate_world", "main", "overlap_share",
-    "parse_world_args", "sample_scene", "scene_to_sample", "synthetic_vocabulary", "world_config_dict",
-]
-
-
-@dataclass(frozen=True)
-class SyntheticWorldConfig:
-    """Knobs of the synthetic world (defaults: a task a tiny model learns on a CPU).
-
-    Args:
-        image_size: image width in pixels (and height unless ``image_height`` is set).
-        image_height: image height in pixels; ``None`` for square images.
-        min_people: fewest people per image (at least 1).
-        max_people: most people per image.
-        min_objects: fewest objects per image (at least 1).
-        max_objects: most objects per image.
-        grid: every box coordinate is a multiple of this many pixels; 1 turns snapping off.
-        backgrounds: background styles drawn from uniformly.
-        occlusion: let boxes overlap mildly (objects and people, or an object touching a
-            person's side by a few pixels); when off, only a ridden object is overlapped (by its
-            rider).
-        max_occlusion: with ``occlusion``, the largest share of a box another box may cover.
-        num_train: training images.
-        num_test: test images.
-        num_val: validation images (``val.json``, for choosing settings; never the test scenes).
-        seed: the random seed; the same seed writes byte-identical files.
-        zero_shot_holdout: keep the ``unseen_composition`` classes out of the training images.
-        image_format: ``png`` (lossless, exact colours) or ``jpg``.
-        max_attempts: scene proposals before giving up on one image (raise for crowded knobs).
-    """
-
-    image_size: int = 112
-    image_height: int | None = None
-    min_people: int = 1
-    max_people: int = 2
-    min_objects: int = 1
-    max_objects: int = 2
-    grid: int = 8
-    backgrounds: tuple[BackgroundStyle, ...] = ("flat", "noise", "gradient")
-    occlusion: bool = True
-    max_occlusion: float = 0.25
-    num_train: int = 2000
-    num_test: int = 200
-    num_val: int = 64
-    seed: int = 0
-    zero_shot_holdout: bool = False
-    image_format: Literal["png", "jpg"] = "png"
-    max_attempts: int = 500
-
-    def __post_init__(self) -> None:
-        problems = []
-        if min(self.width, self.height) < 56:
-            problems.append(f"image size {self.width}x{self.height} is below 56 pixels")
-        if not 1 <= self.min_people <= self.max_people:
-            problems.append(f"need 1 <= min_people <= max_people, found {self.min_people}, {self.max_people}")
-        if not 1 <= self.min_objects <= self.max_objects:
-            problems.append(f"need 1 <= min_objects <= max_objects, found {self.min_objects}, {self.max_objects}")
-        if self.grid < 1 or self.grid > min(self.width, self.height) // 8:
-            problems.append(f"grid must be in [1, image size / 8], found {self.grid}")
-        unknown = set(self.backgrounds) - {"flat", "noise", "gradient", "ramp"}
-        if not self.backgrounds or unknown:
-            problems.append(f"backgrounds must be a non-empty subset of (flat, noise, gradient, ramp): {self.backgrounds}")
-        if not 0.0 <= self.max_occlusion < 1.0:
-            problems.append(f"max_occlusion must be in [0, 1), found {self.max_occlusion}")
-        if min(self.num_train, self.num_test, self.num_val) < 0 or self.max_attempts < 1:
-            problems.append("num_train, num_test, num_val must be >= 0 and max_attempts >= 1")
-        if self.image_format not in ("png", "jpg"):
-            problems.append(f"image_format must be png or jpg, found {self.image_format!r}")
-        if problems:
-            raise ValueError("SyntheticWorldConfig: " + "; ".join(problems))
-
-    @property
-    def width(self) -> int:
-        return self.image_size
-
-    @property
-    def height(self) -> int:
-        return self.image_height if self.image_height is not None else self.image_size
+from hoi_r1.synthetic.render import render_scene
+from hoi_r1.synthetic.scene import Scene, SyntheticWorldConfig, sample_scene, synthetic_vocabulary
+from hoi_r1.vocab import count_pairs
 
 
 # --------------------------------------------------------------------- the dataset
@@ -146,8 +54,6 @@ def generate_split(
     """Sample, render and save the images of one split; returns their samples. Image ``i``
     uses the random stream ``(seed, split, i)``, so images do not depend on one another (and
     adding a validation split leaves the training and test images as they were)."""
-    from hoi_r1.readers.synthetic_render import render_scene
-
     out_dir = Path(out_dir)
     count = {"train": config.num_train, "test": config.num_test, "val": config.num_val}[split]
     vocab = synthetic_vocabulary()
@@ -156,7 +62,7 @@ def generate_split(
     allowed = [i for i in range(vocab.num_classes) if i not in held_out]
     (out_dir / "images" / split).mkdir(parents=True, exist_ok=True)
     samples = []
-    for i in range(count):
+    for i in progress(range(count), f"synth {split}"):
         rng = np.random.default_rng([config.seed, SPLIT_STREAMS[split], i])
         scene = sample_scene(rng, config, allowed)
         file_name = f"images/{split}/synthetic_{split}_{i:06d}.{config.image_format}"
@@ -175,9 +81,6 @@ def generate_world(out_dir: str | Path, config: SyntheticWorldConfig | None = No
     ``vocabulary.json`` (rare classes from the training counts), and ``world.json`` (the
     config, :func:`world_config_dict`: tells a reused folder's knobs). Read it back with
     :func:`hoi_r1.readers.read_annotations` on ``out_dir / "train.json"``."""
-    from hoi_r1.readers.hico_det import write_hico_json, write_validity_npy
-    from hoi_r1.vocab import count_pairs
-
     config = config if config is not None else SyntheticWorldConfig()
     out_dir = Path(out_dir)
     train = generate_split(out_dir, "train", config)
@@ -199,8 +102,6 @@ def world_config_dict(config: SyntheticWorldConfig) -> dict:
     >>> world_config_dict(SyntheticWorldConfig(grid=14))["grid"]
     14
     """
-    from dataclasses import asdict
-
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(config).items()}
 
 

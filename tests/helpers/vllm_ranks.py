@@ -13,10 +13,10 @@ def main(world: str, out: str) -> None:
 
     from hoi_r1.datamodule import HOIDataModule, SplitFiles
     from hoi_r1.prompts import PromptConfig
-    from hoi_r1.rollout import RolloutSampling
+    from hoi_r1.rollout.engine import RolloutSampling
     from hoi_r1.rollout.vllm import VLLMRolloutEngine, VLLMSettings
 
-    model = str(Path(__file__).parents[1] / "checkpoints" / "tiny-qwen2_5_vl-grounding")
+    model = str(Path(__file__).parents[2] / "checkpoints" / "tiny-qwen2_5_vl-grounding")
     rank, size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     dist.init_process_group("gloo")  # the trainer's group, as Lightning's DDP on CPU opens it
     data = HOIDataModule(processor=model, train=SplitFiles(f"{world}/train.json"), val=SplitFiles(f"{world}/test.json"),

@@ -4,7 +4,7 @@
    :data:`WORLD_ARGS`: training, validation and test scenes; a folder holding the same world is
    reused);
 2. the base model: the shipped grounding-pretrained tiny Qwen2.5-VL
-   ``checkpoints/tiny-qwen2_5_vl-grounding`` (``make demo-base``, :mod:`hoi_r1.demo_base`, rebuilds it);
+   ``checkpoints/tiny-qwen2_5_vl-grounding`` (``make demo-base``, :mod:`hoi_r1.synthetic.demo_base`, rebuilds it);
 3. ``hoi-r1 test``: evaluate the base on the held-out HOI scenes;
 4. ``hoi-r1 fit``: SFT with ``configs/demo_sft.yaml`` (TensorBoard ``runs/demo_sft``, checkpoints
    ``checkpoints/demo_sft``), then ``hoi-r1 test`` of its last checkpoint;
@@ -20,7 +20,7 @@ the GRPO module also logs the rewards of the greedy answers. One table with a co
 is printed and written to ``runs/demo/metrics.json`` as ``{"base": {...}, "sft": {...},
 "grpo": {...}}``. Extra arguments reach the two ``fit`` runs::
 
-    python -m hoi_r1.demo --sft "--trainer.max_steps 300" --grpo "--trainer.max_steps 20"
+    python -m hoi_r1.synthetic.demo --sft "--trainer.max_steps 300" --grpo "--trainer.max_steps 20"
 """
 
 from __future__ import annotations
@@ -31,6 +31,11 @@ import shlex
 import time
 from pathlib import Path
 from typing import Sequence
+
+from PIL import Image
+
+from hoi_r1.synthetic.world import main as synth
+from hoi_r1.synthetic.world import parse_world_args, world_config_dict
 
 SFT_CONFIG = "configs/demo_sft.yaml"
 GRPO_CONFIG = "configs/demo_grpo.yaml"
@@ -43,7 +48,7 @@ WORLD_ARGS = ("--num-train", "8000", "--num-val", "200", *WORLD_KNOBS)
 """8,000 training scenes; 200 validation scenes (settings are chosen on them; SFT validates on the
 first 64) and 200 test scenes (the reported figures)."""
 BASE = Path("checkpoints/tiny-qwen2_5_vl-grounding")
-"""The base the demo starts from (shipped; ``make demo-base`` rebuilds it, :mod:`hoi_r1.demo_base`)."""
+"""The base the demo starts from (shipped; ``make demo-base`` rebuilds it, :mod:`hoi_r1.synthetic.demo_base`)."""
 SFT_LAST = Path("checkpoints/demo_sft/last.ckpt")
 GRPO_LAST = Path("checkpoints/demo_grpo/last.ckpt")
 OUT = Path("runs/demo")
@@ -78,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m hoi_r1.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m hoi_r1.synthetic.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--sft", default="", help="extra arguments of the SFT `hoi-r1 fit` (one quoted string)")
     parser.add_argument("--grpo", default="", help="extra arguments of the GRPO `hoi-r1 fit` (one quoted string)")
     parser.add_argument("--world", nargs=argparse.REMAINDER, default=[],
@@ -96,8 +101,6 @@ def _step(title: str, fn):
 
 def ensure_world(folder: Path, knobs: tuple[str, ...]) -> None:
     """``hoi-r1 synth --out folder *knobs``, unless ``folder`` already holds that world."""
-    from hoi_r1.readers.synthetic import main as synth
-
     args = ["--out", str(folder), *knobs]
     if _world_matches(folder, args):
         print(f"using {folder}")
@@ -107,8 +110,6 @@ def ensure_world(folder: Path, knobs: tuple[str, ...]) -> None:
 
 def _world_matches(folder: Path, args: list[str]) -> bool:
     """Whether ``folder`` holds the world that ``hoi-r1 synth args`` writes (its ``world.json``)."""
-    from hoi_r1.readers.synthetic import parse_world_args, world_config_dict
-
     stored = folder / "world.json"
     if not (stored.exists() and all((folder / f"{split}.json").exists() for split in ("train", "val", "test"))):
         return False
@@ -143,8 +144,6 @@ def _metrics(cli) -> dict[str, float]:
 
 
 def _predict(checkpoint: Path) -> None:
-    from PIL import Image
-
     _cli(["predict", "--config", SFT_CONFIG, "--config", GRPO_CONFIG, "--config", PREDICT_CONFIG,
           "--ckpt_path", str(checkpoint), "--data.predict_limit", "8", "--trainer.default_root_dir", str(OUT)])
     drawn = sorted((OUT / "predictions").glob("*.png"))[:8]
@@ -155,7 +154,7 @@ def _predict(checkpoint: Path) -> None:
     sheet = Image.new("RGB", (w * 4, h * ((len(images) + 3) // 4)), "white")
     for i, im in enumerate(images):
         sheet.paste(im, ((i % 4) * w, (i // 4) * h))
-    sheet.resize((sheet.width * 2, sheet.height * 2), Image.NEAREST).save(OUT / "predictions.png")
+    sheet.save(OUT / "predictions.png")  # the drawn images are enlarged already (hoi_r1.visualize)
 
 
 def format_table(results: dict[str, dict[str, float]]) -> str:

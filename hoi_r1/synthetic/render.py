@@ -15,13 +15,11 @@ objects — a rider covers the top of what they ride.
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-if TYPE_CHECKING:
-    from hoi_r1.readers.synthetic_scene import Background, Scene
+from hoi_r1.synthetic.scene import OBJECTS, VERBS, Background, Scene
 
 COLORS: dict[str, tuple[int, int, int]] = {
     "person": (30, 70, 210),  # blue
@@ -39,10 +37,8 @@ RAMP_RANGE = (160, 250)
 """Red and green values of the ``ramp`` background at its left/top and right/bottom edges."""
 
 
-def render_scene(scene: "Scene") -> Image.Image:
+def render_scene(scene: Scene) -> Image.Image:
     """The RGB image of a scene."""
-    from hoi_r1.readers.synthetic_scene import OBJECTS, VERBS
-
     image = Image.fromarray(background_array(scene.background, scene.width, scene.height), "RGB")
     ridden = {o for _, o, v in scene.pairs if VERBS[v] == "ride"}
     order = [scene.objects[o] for o in sorted(ridden)] + list(scene.people)
@@ -55,7 +51,7 @@ def render_scene(scene: "Scene") -> Image.Image:
     return image
 
 
-def background_array(background: "Background", width: int, height: int) -> np.ndarray:
+def background_array(background: Background, width: int, height: int) -> np.ndarray:
     """``(height, width, 3)`` uint8 pixels of a background."""
     a = np.asarray(background.color_a, dtype=np.float32)
     if background.style == "gradient":
