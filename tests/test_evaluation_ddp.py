@@ -3,13 +3,14 @@
 Five scenes on two ranks: ``DistributedSampler`` gives rank 0 the images 0, 2, 4 and rank 1 the
 images 1, 3 and a padded duplicate of image 0. Every logged number, on both ranks, must equal
 the 1-process run's: the HOI-mAP and also the parse, format, pair, truncation and tool
-statistics, so they are global and count the padded duplicate once. Three evaluations run in
+statistics, so they are global and count the padded duplicate once. Four evaluations run in
 one launch:
 
 - ``validate`` with the real tiny model generating (greedy, one image per batch so each image
   sees the very same computation as in the 1-process run);
 - ``test`` with scripted answers that differ by image (right, partly right, unreadable and cut
   off), so a rank's own share gives other rates than the whole split;
+- the same ``test`` with the GRPO module, which also logs the rewards of the answers;
 - ``validate`` of the tool-using mode with a scripted episode writer (the cold-start teacher on
   even images, junk on odd ones).
 
@@ -38,6 +39,7 @@ import hoi_r1.hoi_evaluation as hoi_evaluation
 from hoi_r1.answer import render_answer
 from hoi_r1.datamodule import HOIDataModule, SplitFiles
 from hoi_r1.generation import Completions, GenerationSettings
+from hoi_r1.grpo import GRPOModule
 from hoi_r1.models import ModelSettings
 from hoi_r1.readers import read_annotations
 from hoi_r1.sft import SFTModule
@@ -99,6 +101,9 @@ def _evaluate(devices: int, model_dir: str, world: Path, detections: str, patch=
 
     patch(hoi_evaluation, "generate", scripted_generate)
     results["test"] = trainer().test(hoi, datamodule=data(2))[0]
+    grpo = GRPOModule(model=ModelSettings(name_or_path=model_dir), log_examples=0,
+                      generation=GenerationSettings(max_new_tokens=8))  # also logs the rewards of the answers
+    results["grpo_test"] = trainer().test(grpo, datamodule=data(2))[0]
 
     teacher = HalfTeacher(ToolWorld(world, {"test": detections}, cold_start=None), "test")  # no traces needed
     patch(ToolEvaluation, "turn_writer", lambda self, model, processor, generation: teacher)
@@ -189,6 +194,9 @@ def test_two_processes_log_the_numbers_of_one(tiny_model_dir, synthetic_world, t
     assert test["test/parse_rate"] == _logged(sum(i % 3 != 2 for i in ids) / NUM_SCENES)  # 4/5; rank 0 alone: 2/3
     assert test["test/truncation_rate"] == _logged(sum(i % 3 == 2 for i in ids) / NUM_SCENES)
     assert test["test/mAP_full"] > 0
+    grpo = single["grpo_test"]  # the rewards of the same answers: means over the 5 distinct images
+    assert grpo["test/reward/format"] == pytest.approx(sum(i % 3 != 2 for i in ids) / NUM_SCENES)  # rank 0 alone: 2/3
+    assert grpo["test/parse_rate"] == test["test/parse_rate"]
     tools = single["tools"]
     assert tools["val/tools/answered"] == _logged(sum(i % 2 == 0 for i in ids) / NUM_SCENES)  # 3/5; rank 0 alone: 1
     assert {"val/mAP_full", "val/parse_rate", "val/tools/valid_calls_per_episode"} <= tools.keys()
