@@ -29,7 +29,7 @@ from hoi_r1.collate import move_batch
 from hoi_r1.datamodule import TrainBatchKind
 from hoi_r1.generation import GenerationSettings
 from hoi_r1.hoi_evaluation import EvaluationSettings, GroundingEvaluation, HOIEvaluation
-from hoi_r1.models import ModelSettings, add_lora, apply_freezing, count_parameters, load_model
+from hoi_r1.models import LoraSettings, ModelSettings, add_lora, apply_freezing, count_parameters, load_model
 from hoi_r1.module_logging import log_examples, predictions_record
 from hoi_r1.tool_evaluation import ToolEvaluation, policy_turn_writer
 
@@ -217,8 +217,7 @@ def load_initial_weights(settings: ModelSettings, checkpoint: str | Path):
     weights = {k[len("model."):]: v for k, v in state["state_dict"].items() if k.startswith("model.")}
     if not weights:
         raise ValueError(f"init_from_checkpoint: {path} holds no 'model.*' weights")
-    saved = state.get("hyper_parameters", {}).get("model")
-    saved_lora = saved.lora if isinstance(saved, ModelSettings) else None
+    saved_lora = _saved_lora(state.get("hyper_parameters", {}).get("model"))
     if saved_lora is None and any("lora_" in k for k in weights):
         raise ValueError(f"init_from_checkpoint: {path} holds LoRA weights but no LoRA settings in its hyper-parameters")
     model = load_model(replace(settings, lora=saved_lora))
@@ -236,3 +235,10 @@ def load_initial_weights(settings: ModelSettings, checkpoint: str | Path):
     if settings.lora is not None:
         model = add_lora(model, settings.lora)
     return model
+
+
+def _saved_lora(saved) -> LoraSettings | None:
+    """The LoRA settings of a checkpoint's ``model`` hyper-parameter: a :class:`ModelSettings`
+    (a module built in Python) or its dict (LightningCLI stores the parsed config as plain values)."""
+    lora = saved.lora if isinstance(saved, ModelSettings) else saved.get("lora") if isinstance(saved, dict) else None
+    return LoraSettings(**lora) if isinstance(lora, dict) else lora

@@ -1,6 +1,8 @@
 """GRPOModule with the real Trainer: training moves the policy, logs rewards, keeps the reference
 frozen, checks its settings, starts from earlier checkpoints, and reports rewards in validation."""
 
+from pathlib import Path
+
 import lightning as L
 import pytest
 import torch
@@ -8,6 +10,8 @@ from helpers.grpo import grpo_data, grpo_module, grpo_trainer
 
 from hoi_r1.grpo import GRPOModule, RolloutSettings
 from hoi_r1.models import LoraSettings, ModelSettings, load_model
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _changed(before: dict, module) -> set[str]:
@@ -144,3 +148,32 @@ def test_help_documents_the_grpo_arguments(capsys):
                    "--model.rewards.iou", "--model.share_prompts"):
         assert option in text, option
     assert "completions per prompt" in text  # RolloutSettings.num_generations's documentation
+
+
+def test_grpo_starts_from_a_lora_sft_checkpoint_written_by_the_cli(tiny_model_dir, synthetic_world, tmp_path, monkeypatch):
+    """LightningCLI stores the model settings as plain values: the LoRA settings are read from them,
+    and the starting policy is the SFT's merged model (no adapters left, the trained deltas in)."""
+    import yaml
+
+    from hoi_r1.hoi_module import load_initial_weights
+    from hoi_r1.lightning_cli import cli_main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cb.yaml").write_text(yaml.safe_dump({"trainer": {"logger": False, "callbacks": [
+        {"class_path": "lightning.pytorch.callbacks.ModelCheckpoint",
+         "init_args": {"dirpath": str(tmp_path / "ck"), "save_last": True}}]}}))
+    cli_main(["fit", "--config", str(ROOT / "configs" / "demo_sft.yaml"), "--config", str(tmp_path / "cb.yaml"),
+              "--model.init_args.model.name_or_path", str(tiny_model_dir), "--model.init_args.model.lora", '{"r": 4, "alpha": 8}',
+              "--model.init_args.log_examples", "0", "--model.init_args.optimizer.init_args.lr", "0.05",
+              "--data.train.annotations", str(synthetic_world / "train.json"), "--data.val.annotations", str(synthetic_world / "test.json"),
+              "--data.test.annotations", str(synthetic_world / "test.json"), "--data.batch_size", "2",
+              "--trainer.max_steps", "1", "--trainer.limit_val_batches", "0", "--trainer.enable_progress_bar", "false",
+              "--model.init_args.scheduler.init_args.total_steps", "1"])
+    ckpt = tmp_path / "ck" / "last.ckpt"
+    assert isinstance(torch.load(ckpt, weights_only=True, mmap=True)["hyper_parameters"]["model"], dict)
+    model = load_initial_weights(ModelSettings(name_or_path=str(tiny_model_dir)), ckpt)
+    names = [n for n, _ in model.named_parameters()]
+    assert names and not any("lora_" in n for n in names)
+    base = load_model(ModelSettings(name_or_path=str(tiny_model_dir)))
+    moved = [n for n, p in model.named_parameters() if not torch.equal(p, dict(base.named_parameters())[n])]
+    assert moved and all("language_model" in n or "model.layers" in n for n in moved)  # the adapters' deltas, merged

@@ -11,7 +11,7 @@ temporary folder, deleted at the end), then, each as its own ``hoi-r1`` process 
 ``configs/hico_sft_qwen2_5_vl_3b.yaml`` (+ ``hico_grpo_qwen2_5_vl_3b.yaml``) and command-line
 overrides (CPU, one device, LoRA r=16, 112-pixel synthetic images: 16 image tokens, short
 prompts): one SFT optimizer step that writes a checkpoint, one GRPO step with G = 2 and
-16-token completions, one validation batch. Peak RSS (``ru_maxrss``), peak anonymous memory
+16-token completions from that checkpoint, one validation batch. Peak RSS (``ru_maxrss``), peak anonymous memory
 (``/proc/<pid>/status`` sampled), wall times and step times are printed and written to
 ``real_3b_cpu.json`` in the test's temporary folder.
 """
@@ -198,13 +198,12 @@ def test_real_3b_sft_grpo_and_validation_on_cpu(tmp_path):
         assert any("lora_A" in k for k in weights) and any("visual.blocks.0" in k for k in weights)
         report["sft_checkpoint_gb"] = round((ckpts / "last.ckpt").stat().st_size / GB, 2)
         del ckpt, weights
-        shutil.rmtree(ckpts)  # (GRPO starts from the saved model: see docs/training.md on init_from_checkpoint)
 
         grpo_times = tmp_path / "grpo_times.json"
         report["grpo"] = run_measured(
             [*hoi_r1, "fit", "--config", "configs/hico_sft_qwen2_5_vl_3b.yaml", "--config", "configs/hico_grpo_qwen2_5_vl_3b.yaml",
              *base, "--trainer.limit_val_batches", "0", "--trainer.enable_checkpointing", "false", *callbacks(grpo_times),
-             "--model.init_args.init_from_checkpoint", "null", "--model.init_args.engine", "hf",
+             "--model.init_args.init_from_checkpoint", str(ckpts / "last.ckpt"), "--model.init_args.engine", "hf",
              "--model.init_args.rollout.num_generations", "2", "--model.init_args.rollout.max_completion_length", "16",
              "--model.init_args.loss.steps_per_generation", "1"],
             tmp_path / "grpo.log", grpo_times)
