@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers.rollout import left_padded
 from PIL import Image
 
 from hoi_r1.generation import (
@@ -36,12 +37,7 @@ def batch(processor):
     images = [Image.new("RGB", size, color=(40 * i, 90, 200 - 30 * i)) for i, size in enumerate(sizes)]
     texts = [processor.apply_chat_template(build_messages(f"find pairs {'x ' * 3 * i}"), tokenize=False,
                                            add_generation_prompt=True) for i in range(len(sizes))]
-    tok = processor.tokenizer
-    side, tok.padding_side = tok.padding_side, "left"
-    try:
-        out = dict(processor(text=texts, images=images, padding=True, return_tensors="pt"))
-    finally:
-        tok.padding_side = side
+    out = left_padded(processor, images, texts)
     assert (out["attention_mask"] == 0).any()  # left padding
     return out
 

@@ -3,7 +3,7 @@ and the sampler's repeated serving of prompt batches."""
 
 import pytest
 import torch
-from helpers.rollout import prompt_batch
+from helpers.rollout import left_padded, prompt_batch
 
 from hoi_r1.generation import Completions
 from hoi_r1.models import ModelSettings, load_model, load_processor
@@ -30,7 +30,7 @@ def test_selected_rows_equal_a_batch_of_those_rows(processor):
     assert len(set(counts)) == 3
     rows = [2, 0, 0, 1]  # repeats (the G copies) and reordering
     picked = select_prompts(batch, torch.tensor(rows))
-    direct, _, _ = _prompts_of(processor, [images[i] for i in rows], [texts[i] for i in rows])
+    direct = left_padded(processor, [images[i] for i in rows], [texts[i] for i in rows])
     assert torch.equal(picked["pixel_values"], direct["pixel_values"])
     assert torch.equal(picked["image_grid_thw"], direct["image_grid_thw"])
     assert torch.equal(picked["input_ids"], direct["input_ids"])  # the left padding is trimmed to the longest
@@ -39,15 +39,6 @@ def test_selected_rows_equal_a_batch_of_those_rows(processor):
     assert [len(b) for b in blocks] == counts
     with pytest.raises(ValueError, match="patch rows"):
         split_pixel_values(batch["pixel_values"][:-1], batch["image_grid_thw"])
-
-
-def _prompts_of(processor, images, texts):
-    tok = processor.tokenizer
-    side, tok.padding_side = tok.padding_side, "left"
-    try:
-        return dict(processor(text=texts, images=images, padding=True, return_tensors="pt")), images, texts
-    finally:
-        tok.padding_side = side
 
 
 IDS = torch.tensor([[292, 310, 304, 234], [467, 96, 0, 0], [949, 0, 0, 0], [330, 86, 379, 0], [500, 501, 502, 503]])  # plain text tokens
