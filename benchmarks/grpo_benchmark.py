@@ -34,7 +34,7 @@ from pathlib import Path
 
 import torch
 
-from benchmarks.sft_benchmark import MODEL_SIZES, _quiet, prepare_inputs
+from benchmarks.bench_inputs import MODEL_SIZES, _quiet, prepare_inputs
 from hoi_r1.sampling import serve_of
 
 
@@ -123,7 +123,8 @@ def run_ours(model_dir: Path, world_dir: Path, settings: GRPOBenchSettings) -> G
     """GRPO with Lightning + GRPOModule; record the end of every optimizer step."""
     import lightning as L
 
-    from hoi_r1.grpo import GRPOLogSettings, GRPOLossSettings, GRPOModule, RolloutSettings
+    from hoi_r1.grpo import GRPOModule
+    from hoi_r1.grpo_settings import GRPOLogSettings, GRPOLossSettings, RolloutSettings
     from hoi_r1.models import ModelSettings
 
     run = GRPORun("hoi_r1 GRPOModule (Lightning)")
@@ -186,7 +187,8 @@ def run_trl(model_dir: Path, world_dir: Path, settings: GRPOBenchSettings, outpu
 
     from hoi_r1.generation import IMAGE_TOKENS
     from hoi_r1.models import ModelSettings, load_model, load_processor
-    from hoi_r1.rewards import RewardTarget, score_completions
+    from hoi_r1.reward_target import RewardTarget
+    from hoi_r1.rewards import score_completions
 
     run = GRPORun("TRL GRPOTrainer")
     dm = _datamodule(model_dir, world_dir, settings)

@@ -23,9 +23,11 @@ import time
 import numpy as np
 import torch
 
-from hoi_r1.answer import parse_answer, render_answer
+from hoi_r1.answer import parse_answer
+from hoi_r1.answer_render import render_answer
 from hoi_r1.frames import Frame
-from hoi_r1.rewards import RewardTarget, RewardWeights, score_completions
+from hoi_r1.reward_target import RewardTarget
+from hoi_r1.rewards import RewardWeights, score_completions
 from hoi_r1.sample import HOISample
 from hoi_r1.vocab import HOIVocabulary
 

@@ -1,4 +1,4 @@
-"""The answer codec: render a target as answer text, parse model output back into triplets.
+"""The answer format and its parser: model output read back into triplets.
 
 Format (HOI-R1 compatible; docs/answer_format.md)::
 
@@ -6,9 +6,11 @@ Format (HOI-R1 compatible; docs/answer_format.md)::
     "object class": "bicycle", "verb class": ["ride", "sit on"]}]</answer>
 
 One element per distinct (human, object) pair with all its verbs; boxes in the text frame of a
-:class:`~hoi_r1.frames.Frame`. :func:`render_answer` writes names with underscores replaced by
-spaces (HOI-R1's prompt lists ``sit on``, ``dining table``); the vocabulary look-up ignores
-case, spaces and underscores, so the parser accepts both spellings.
+:class:`~hoi_r1.frames.Frame`. :func:`hoi_r1.answer_render.render_answer` writes a target in this
+format, names with underscores replaced by spaces (HOI-R1's prompt lists ``sit on``,
+``dining table``); the vocabulary look-up ignores case, spaces and underscores, so the parser
+accepts both spellings. :func:`hoi_r1.metric_input.to_metric_preds` turns a parsed answer into
+the metric's detections.
 
 :func:`parse_answer` never raises and never evaluates text as code. It reads, in order: the
 payload (between ``<answer>`` and ``</answer>``; after ``</think>`` when ``<answer>`` is missing;
@@ -39,18 +41,14 @@ metric row), ``no_verbs``). Triplets are scored with HOI-R1's ``rank`` scores on
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-import torch
 
 from hoi_r1.frames import Frame
 from hoi_r1.lenient_json import read_json_list
-from hoi_r1.sample import HOISample
 from hoi_r1.vocab import HOIVocabulary
 
 MAX_TEXT_CHARS = 100_000
@@ -149,7 +147,7 @@ class ParsedAnswer:
 
     @property
     def num_valid_elements(self) -> int:
-        """Elements without any problem (the ``keys`` reward's numerator)."""
+        """Elements without any problem (the ``keys`` reward also needs their boxes inside the image)."""
         bad = {p.element for p in self.problems}
         return self.num_elements - len(bad)
 
@@ -163,94 +161,6 @@ class ParsedAnswer:
         for p in self.problems:
             counts[p.code] = counts.get(p.code, 0) + 1
         return counts
-
-
-# ===================================================================== rendering
-ReasoningStyle = Literal["verbs", "pairs"]
-"""What :func:`default_reasoning` writes: ``verbs`` names each pair's verbs in the reasoning
-(before any box is written); ``pairs`` names the people and objects only, so each pair's verbs
-are first written in the answer, after its two boxes."""
-
-
-def render_answer(
-    sample: HOISample,
-    vocab: HOIVocabulary,
-    frame: Frame,
-    reasoning: str | None = None,
-    names: Literal["spaces", "vocabulary"] = "spaces",
-    reasoning_style: ReasoningStyle = "verbs",
-) -> str:
-    """The answer text of ``sample``: one element per distinct (human, object) pair.
-
-    Args:
-        sample: the annotations (boxes in original pixels).
-        vocab: vocabulary whose names are written.
-        frame: the text frame; its ``original_size`` must be the sample's size.
-        reasoning: text inside ``<think>``; ``None`` writes :func:`default_reasoning`.
-        names: ``spaces`` writes names with underscores replaced by spaces (HOI-R1's prompt
-            spelling); ``vocabulary`` writes them as the vocabulary has them.
-        reasoning_style: what :func:`default_reasoning` writes when ``reasoning`` is ``None``.
-
-    >>> from hoi_r1.vocab import HOIVocabulary
-    >>> vocab = HOIVocabulary.open(["ride", "sit_on"], ["person", "bicycle"])
-    >>> s = HOISample(0, "a.jpg", "a.jpg", 100, 80, human_boxes=[[1, 2, 30, 60]],
-    ...               object_boxes=[[5, 40, 90, 79]], object_labels=[1], pairs=[[0, 0, 0, 2], [0, 0, 1, 3]])
-    >>> print(render_answer(s, vocab, Frame("normalized_1000", (100, 80), (112, 84)), reasoning="..."))
-    <think>...</think><answer>[{"human": [10, 25, 300, 750], "object": [50, 500, 900, 988], "object class": "bicycle", "verb class": ["ride", "sit on"]}]</answer>
-    """
-    if tuple(frame.original_size) != (sample.width, sample.height):
-        raise ValueError(
-            f"{sample.file_name}: frame original_size {frame.original_size} is not the image size "
-            f"{(sample.width, sample.height)}"
-        )
-    reasoning = default_reasoning(sample, vocab, reasoning_style) if reasoning is None else reasoning
-    for tag in (THINK_OPEN, THINK_CLOSE, ANSWER_OPEN, ANSWER_CLOSE):
-        if tag in reasoning:
-            raise ValueError(f"{sample.file_name}: reasoning must not contain the tag {tag}")
-    spell = _spaced if names == "spaces" else str
-    groups = sample.grouped_pairs()
-    humans = frame.to_text(sample.human_boxes[[h for h, _, _ in groups]]) if groups else []
-    objects = frame.to_text(sample.object_boxes[[o for _, o, _ in groups]]) if groups else []
-    elements = [
-        {
-            "human": humans[i].tolist(),
-            "object": objects[i].tolist(),
-            "object class": spell(vocab.objects[int(sample.object_labels[o])]),
-            "verb class": [spell(vocab.verbs[v]) for v in verbs],
-        }
-        for i, (_, o, verbs) in enumerate(groups)
-    ]
-    return f"{THINK_OPEN}{reasoning}{THINK_CLOSE}{ANSWER_OPEN}{json.dumps(elements)}{ANSWER_CLOSE}"
-
-
-def default_reasoning(sample: HOISample, vocab: HOIVocabulary, style: ReasoningStyle = "verbs") -> str:
-    """A short, deterministic description of the target used when no teacher reasoning exists
-    (``style``: :data:`ReasoningStyle`).
-
-    >>> from hoi_r1.vocab import HOIVocabulary
-    >>> vocab = HOIVocabulary.open(["ride", "sit_on"], ["person", "bicycle"])
-    >>> s = HOISample(0, "a.jpg", "a.jpg", 100, 80, human_boxes=[[1, 2, 30, 60]],
-    ...               object_boxes=[[5, 40, 90, 79]], object_labels=[1], pairs=[[0, 0, 0, 2], [0, 0, 1, 3]])
-    >>> default_reasoning(s, vocab)
-    'I see 1 person interacting with objects. Person 1 with the bicycle: ride, sit on.'
-    >>> default_reasoning(s, vocab, "pairs")
-    'I see 1 person interacting with objects. Person 1 with the bicycle.'
-    """
-    groups = sample.grouped_pairs()
-    if not groups:
-        return "I see no person interacting with an object."
-    order: dict[int, int] = {}
-    for h, _, _ in groups:
-        order.setdefault(h, len(order) + 1)
-    people = f"{len(order)} person" if len(order) == 1 else f"{len(order)} people"
-    if style not in ("verbs", "pairs"):
-        raise ValueError(f"reasoning style must be 'verbs' or 'pairs', found {style!r}")
-    named = [f"Person {order[h]} with the {_spaced(vocab.objects[int(sample.object_labels[o])])}" for h, o, _ in groups]
-    if style == "pairs":
-        parts = [f"{n}." for n in named]
-    else:
-        parts = [f"{n}: {', '.join(_spaced(vocab.verbs[v]) for v in verbs)}." for n, (_, _, verbs) in zip(named, groups)]
-    return f"I see {people} interacting with objects. " + " ".join(parts)
 
 
 # ===================================================================== parsing
@@ -421,49 +331,3 @@ def _verb_names(value: object) -> tuple[list[str], bool, bool]:
 
 def _with_score(t: Triplet, score: float) -> Triplet:
     return Triplet(t.human_box, t.object_box, t.object_id, t.verb_ids, score, t.element, t.verb_names)
-
-
-def _spaced(name: str) -> str:
-    return name.replace("_", " ")
-
-
-# ===================================================================== metric input
-def metric_rows(parsed: ParsedAnswer, vocab: HOIVocabulary) -> list[tuple[int, int, int]]:
-    """``(triplet index, verb position, interaction id)`` of each detection :func:`to_metric_preds`
-    makes, in its order: every (triplet, verb) whose (verb, object) is a class and whose score is finite."""
-    rows = []
-    for index, t in enumerate(parsed.triplets):
-        for position, verb in enumerate(t.verb_ids):
-            hoi = vocab.interaction_id(verb, t.object_id)
-            if hoi is not None and math.isfinite(t.score):
-                rows.append((index, position, hoi))
-    return rows
-
-
-def to_metric_preds(parsed: ParsedAnswer, vocab: HOIVocabulary, image_id: int) -> dict:
-    """Metric-input predictions of one image: one row per (triplet, verb) whose (verb, object)
-    is a class of ``vocab``, scored with the triplet's score (float64 boxes and scores).
-
-    >>> from hoi_r1.vocab import HOIVocabulary
-    >>> vocab = HOIVocabulary.open(["ride", "sit_on"], ["person", "bicycle"], [("ride", "bicycle")])
-    >>> t = Triplet((0., 0., 5., 5.), (1., 1., 9., 9.), 1, (0, 1), 0.5)
-    >>> p = to_metric_preds(ParsedAnswer(triplets=[t]), vocab, image_id=7)
-    >>> p["hoi"].tolist(), p["object_labels"].tolist(), p["scores"].tolist()
-    ([0], [1], [0.5])
-    """
-    humans, objects, labels, hois, scores = [], [], [], [], []
-    for index, _, hoi in metric_rows(parsed, vocab):
-        t = parsed.triplets[index]
-        humans.append(t.human_box)
-        objects.append(t.object_box)
-        labels.append(t.object_id)
-        hois.append(hoi)
-        scores.append(t.score)
-    return {
-        "image_id": int(image_id),
-        "human_boxes": torch.tensor(humans, dtype=torch.float64).reshape(-1, 4),
-        "object_boxes": torch.tensor(objects, dtype=torch.float64).reshape(-1, 4),
-        "object_labels": torch.tensor(labels, dtype=torch.long),
-        "hoi": torch.tensor(hois, dtype=torch.long),
-        "scores": torch.tensor(scores, dtype=torch.float64),
-    }

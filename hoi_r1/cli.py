@@ -18,7 +18,8 @@ This module only dispatches and starts without importing torch or Lightning; Lig
 commands, the overlay and checkpoint-folder rules live in :mod:`hoi_r1.lightning_cli`.
 
 The model class is chosen in YAML (``model.class_path``: :class:`~hoi_r1.sft.SFTModule`,
-:class:`~hoi_r1.grpo.GRPOModule`, :class:`~hoi_r1.tool_grpo.ToolGRPOModule`); the data is always
+:class:`~hoi_r1.grpo.GRPOModule`, and the tool mode's :class:`~hoi_r1.ov_hoi.sft.ToolSFTModule` and
+:class:`~hoi_r1.ov_hoi.tool_grpo.ToolGRPOModule`); the data is always
 :class:`~hoi_r1.datamodule.HOIDataModule`.
 """
 
@@ -60,8 +61,8 @@ COMMANDS: dict[str, str | Callable[[list[str]], int]] = {
     "eval": "hoi_r1.eval_command",
     "distill": "hoi_r1.distill",
     "export": "hoi_r1.export",
-    "detections": "hoi_r1.tools.detection",
-    "cold-start": "hoi_r1.tools.cold_start",
+    "detections": "hoi_r1.ov_hoi.detection",
+    "cold-start": "hoi_r1.ov_hoi.cold_start",
     "tiny-model": _tiny_model,
 }
 """The project's own sub-commands (everything else goes to LightningCLI): a module whose

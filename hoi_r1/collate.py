@@ -16,7 +16,7 @@ from typing import Literal
 
 import torch
 
-from hoi_r1.answer import ReasoningStyle, render_answer
+from hoi_r1.answer_render import ReasoningStyle, render_answer
 from hoi_r1.frames import Frame, FrameKind
 from hoi_r1.grounding import build_grounding_instruction, render_grounding_answer
 from hoi_r1.image_dataset import ImageItem
@@ -88,7 +88,7 @@ class SFTCollator(_Collator):
         max_length: longest conversation in tokens; longer ones are left out and counted.
         task: ``hoi`` (the HOI answer) or ``grounding`` (every person and object with its box).
         reasoning_style: what the ``<think>`` block of a target says when the sample has no
-            reasoning of its own (:data:`hoi_r1.answer.ReasoningStyle`).
+            reasoning of its own (:data:`hoi_r1.answer_render.ReasoningStyle`).
     """
 
     def __init__(self, processor, vocab, prompt, frame_kind, max_length: int = 4096, task: Task = "hoi",
@@ -140,9 +140,9 @@ class SFTCollator(_Collator):
     def _tool_conversation(self, item: ImageItem) -> _Conversation:
         """The OV-HOI cold-start conversation: tool system prompt, the image and the query, then the
         recorded assistant / tool turns; images shown by tool responses follow the first one."""
-        from hoi_r1.tools import default_registry
-        from hoi_r1.tools.cold_start import record_frame, record_images, to_chat_messages
-        from hoi_r1.tools.prompts import build_tool_messages
+        from hoi_r1.ov_hoi.builtin import default_registry
+        from hoi_r1.ov_hoi.cold_start_records import record_frame, record_images, to_chat_messages
+        from hoi_r1.ov_hoi.prompts import build_tool_messages
 
         if item.trace is None:
             raise ValueError(f"{item.sample.file_name}: no cold-start trace (data.cold_start_file) for this image")
@@ -208,9 +208,9 @@ class GenerationCollator(_Collator):
     """Prompts only (left-padded, ending with the assistant turn's opening) plus the targets.
 
     For ``task: tools`` the batch holds no tensors: the multi-turn driver encodes every turn
-    itself (:mod:`hoi_r1.rollout.episodes`). It holds per sample ``tool_messages`` (the tool
-    system prompt and the user turn with the image inline, :func:`hoi_r1.tools.prompts.build_tool_messages`)
-    and ``tool_contexts`` (:class:`~hoi_r1.tools.protocol.ToolContext`: frame, file name, image,
+    itself (:mod:`hoi_r1.ov_hoi.episode_rollout`). It holds per sample ``tool_messages`` (the tool
+    system prompt and the user turn with the image inline, :func:`hoi_r1.ov_hoi.prompts.build_tool_messages`)
+    and ``tool_contexts`` (:class:`~hoi_r1.ov_hoi.protocol.ToolContext`: frame, file name, image,
     ``detector``).
 
     Args:
@@ -240,8 +240,9 @@ class GenerationCollator(_Collator):
         return batch
 
     def _tool_prompts(self, items: list[ImageItem]) -> dict:
-        from hoi_r1.tools import ToolContext, default_registry
-        from hoi_r1.tools.prompts import build_tool_messages
+        from hoi_r1.ov_hoi.builtin import default_registry
+        from hoi_r1.ov_hoi.protocol import ToolContext
+        from hoi_r1.ov_hoi.prompts import build_tool_messages
 
         registry = default_registry()
         conversations, messages, contexts = [], [], []

@@ -22,7 +22,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from hoi_r1.answer import ReasoningStyle
+from hoi_r1.answer_render import ReasoningStyle
 from hoi_r1.collate import GenerationCollator, SFTCollator, Task
 from hoi_r1.frames import FrameKind
 from hoi_r1.image_dataset import HOIImageDataset, image_folder_samples, read_reasonings
@@ -252,7 +252,7 @@ class HOIDataModule(L.LightningDataModule):
         reasonings = read_reasonings(self.hparams.reasoning_file) if self.hparams.reasoning_file else {}
         traces = {}
         if self.hparams.cold_start_file:
-            from hoi_r1.tools.cold_start import read_cold_start
+            from hoi_r1.ov_hoi.cold_start_records import read_cold_start
 
             traces = {r["file_name"]: r for r in read_cold_start(self.hparams.cold_start_file)}
         return HOIImageDataset(samples, reasonings=reasonings, traces=traces)
@@ -274,9 +274,9 @@ class HOIDataModule(L.LightningDataModule):
 
     def tool_detector(self, split: str):
         """The detection tools' backend for ``split`` (``task: tools``): its detections file
-        (:class:`~hoi_r1.tools.detection.FileDetectionBackend`), or ``None`` when none is set."""
+        (:class:`~hoi_r1.ov_hoi.detection.FileDetectionBackend`), or ``None`` when none is set."""
         if split not in self._detectors:
-            from hoi_r1.tools.detection import DetectionsFile, FileDetectionBackend
+            from hoi_r1.ov_hoi.detection import DetectionsFile, FileDetectionBackend
 
             files = self.splits.get(split)
             path = self.hparams.predict_detections if split == "predict" else (files.detections if files else None)
@@ -311,11 +311,11 @@ class HOIDataModule(L.LightningDataModule):
             if self._pending_sampler_state is not None:
                 self.train_sampler.load_state_dict(self._pending_sampler_state)
         # SFT trains on full conversations; GRPO trains on prompts it completes itself (task
-        # tools: whole tool-using episodes, hoi_r1.tool_grpo).
+        # tools: whole tool-using episodes, hoi_r1.ov_hoi.tool_grpo).
         tools = self.hparams.task == "tools"
         if kind != "sft" and tools != (kind == "episodes"):
             raise ValueError(
-                "GRPO on data.task 'tools' needs the tool-using module hoi_r1.tool_grpo.ToolGRPOModule, and that "
+                "GRPO on data.task 'tools' needs the tool-using module hoi_r1.ov_hoi.tool_grpo.ToolGRPOModule, and that "
                 f"module needs data.task 'tools' (found task {self.hparams.task!r}, module {type(module).__name__})"
             )
         collate = self.sft_collator() if kind == "sft" else self.generation_collator("train")

@@ -4,7 +4,7 @@ leads to each training image's ground-truth answer.
 HOI-R1 (arXiv 2510.05609) fine-tunes on ``<think>teacher reasoning</think><answer>ground
 truth</answer>``. ``hoi-r1 distill`` (:func:`main`) collects the reasoning half:
 
-1. each training image goes, as a base64 data URL, with its answer (:func:`hoi_r1.answer.render_answer`
+1. each training image goes, as a base64 data URL, with its answer (:func:`hoi_r1.answer_render.render_answer`
    in the ``--frame`` coordinate frame, dataset vocabulary) to an OpenAI-compatible
    ``POST {base_url}/chat/completions`` endpoint (a local vLLM server or a hosted API);
 2. the instruction (:func:`distillation_prompt`) asks for the step-by-step reasoning that
@@ -39,7 +39,8 @@ from typing import Callable, Sequence
 
 from PIL import Image, ImageOps
 
-from hoi_r1.answer import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN, render_answer
+from hoi_r1.answer import ANSWER_CLOSE, ANSWER_OPEN, THINK_CLOSE, THINK_OPEN
+from hoi_r1.answer_render import render_answer
 from hoi_r1.frames import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FRAME_KINDS, Frame
 from hoi_r1.progress import progress_bar
 from hoi_r1.prompts import THINKING_STEPS

@@ -38,8 +38,9 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from hoi_r1.detection_filters import FlatDetections, apply_image_filters
 from hoi_r1.hoi_map import STATE_NAMES, match_images, one_cpu_thread, summarise_matches, unseen_ids
-from hoi_r1.metric_protocols import FlatDetections, TripletNMS, apply_image_filters, get_protocol
+from hoi_r1.metric_protocols import TripletNMS, get_protocol
 from hoi_r1.vocab import HOIVocabulary
 
 DISTANCE_BINS: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, math.inf)

@@ -16,12 +16,11 @@ kept and stacked.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 
 from hoi_r1.strategies import unsharded_root
-from hoi_r1.tools.episode import EpisodeSettings
 
 IMAGE_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|vision_pad|>")
 MODEL_INPUTS = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "mm_token_type_ids")
@@ -38,8 +37,6 @@ class GenerationSettings:
         top_p: nucleus sampling mass.
         top_k: keep only the ``top_k`` most likely tokens (0 disables).
         num_samples: completions per prompt (the ``vote`` score uses them; others use the first).
-        episodes: turn budget and stops of tool-using episodes (``data.task: tools``), where
-            ``max_new_tokens`` is per model turn.
     """
 
     max_new_tokens: int = 512
@@ -48,10 +45,9 @@ class GenerationSettings:
     top_p: float = 1.0
     top_k: int = 0
     num_samples: int = 1
-    episodes: EpisodeSettings = field(default_factory=EpisodeSettings)
 
 
-torch.serialization.add_safe_globals([GenerationSettings, EpisodeSettings])  # read back from checkpoints
+torch.serialization.add_safe_globals([GenerationSettings])  # read back from checkpoints
 
 
 @dataclass
@@ -67,7 +63,7 @@ class Completions:
         mask: 1 on real completion tokens, ``(B * n, T)``.
         truncated: per completion, whether it stopped at ``max_new_tokens`` without an end token.
         turns: tool-using episodes (``data.task: tools``): per completion, its turns as plain
-            data (:func:`hoi_r1.rollout.episodes.plain_turns`); then ``token_ids`` / ``mask``
+            data (:func:`hoi_r1.ov_hoi.episode_rollout.plain_turns`); then ``token_ids`` / ``mask``
             are the training sequence from the first model token on, masked to the model's
             tokens. ``None`` for single-turn completions.
     """

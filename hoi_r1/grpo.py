@@ -30,7 +30,8 @@ sampled (``hf`` engine; vLLM's sampler is seeded per rank but not resumable).
 Reference policy: the model with its LoRA adapters disabled (no second copy), a frozen deep copy
 for full fine-tuning (kept in checkpoints), none when ``β = 0``. Start from a Hub / exported
 model (``model.name_or_path``) or from a hoi_r1 checkpoint (``init_from_checkpoint``). Tool-using
-episodes (``data.task: tools``): :mod:`hoi_r1.tool_grpo`, which overrides ``_sample``, ``score``, ``_logps``.
+episodes (``data.task: tools``): :mod:`hoi_r1.ov_hoi.tool_grpo`, which overrides ``_sample``, ``score``, ``_logps``
+and ``_eval_scores``.
 """
 
 from __future__ import annotations
@@ -39,99 +40,37 @@ import copy
 import logging
 import time
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from hoi_r1.datamodule import TrainBatchKind
 from hoi_r1.generation import Completions, GenerationSettings, char_offsets
-from hoi_r1.grpo_loss import LossType, ScaleRewards, clipped_policy_loss, group_advantages
+from hoi_r1.grpo_loss import clipped_policy_loss, group_advantages
 from hoi_r1.grpo_loss import truncated_importance_weights
 from hoi_r1.hoi_evaluation import EvaluationSettings, HOIEvaluation
+from hoi_r1.grpo_settings import GRPOLogSettings, GRPOLossSettings, RolloutSettings
 from hoi_r1.hoi_module import HOIModule
+from hoi_r1.judged_answer import JudgedAnswer
 from hoi_r1.models import ModelSettings
 from hoi_r1.rank_state import gather_per_rank, own_rank
-from hoi_r1.rewards import RewardBreakdown, RewardTarget, RewardWeights
-from hoi_r1.rewards import JudgedAnswer, score_answers, score_completions
+from hoi_r1.reward_target import RewardTarget
+from hoi_r1.rewards import RewardBreakdown, RewardWeights
+from hoi_r1.rewards import score_answers, score_completions
 from hoi_r1.rollout import build_engine
 from hoi_r1.rollout.batch import RolloutBuffer
 from hoi_r1.rollout.engine import EngineKind, RolloutSampling
 from hoi_r1.rollout.logprobs import completion_logps
 from hoi_r1.rollout.policy_weights import policy_weights
 from hoi_r1.rollout.sampling_stream import SamplingStream
-from hoi_r1.rollout.stats import RewardAverages, completions_markdown, rollout_stats
+from hoi_r1.rollout.stats import RewardAverages, completions_markdown, greedy_baseline_stats, rollout_stats
 from hoi_r1.rollout.vllm import VLLMSettings, check_importance_sampling
 from hoi_r1.sampling import serve_of
 from hoi_r1.triplet_credit import answer_credits, group_triplet_advantages
 
 log = logging.getLogger(__name__)
 
-
-@dataclass
-class RolloutSettings:
-    """How training completions are sampled.
-
-    Args:
-        num_generations: ``G``, completions per prompt (the group of the advantages).
-        max_completion_length: longest completion in tokens.
-        temperature: sampling temperature ``τ`` (every log-prob pass divides logits by it).
-        top_p: nucleus sampling mass.
-        top_k: keep only the ``top_k`` most likely tokens (0 disables).
-    """
-
-    num_generations: int = 8
-    max_completion_length: int = 512
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-
-
-@dataclass
-class GRPOLossSettings:
-    """The GRPO objective (docs/grpo.md).
-
-    Args:
-        loss_type: normalisation: ``grpo`` | ``bnpo`` | ``dr_grpo`` | ``dapo`` (TRL's conventions).
-        epsilon_low: lower clip ``ρ ≥ 1 − ε_low``.
-        epsilon_high: upper clip ``ρ ≤ 1 + ε_high`` (DAPO's clip-higher: 0.28).
-        beta: KL weight ``β``; 0 needs no reference policy.
-        kl_ratio_correction: multiply the KL term by ``ρ`` (TRL 1.16's ``use_bias_correction_kl``).
-        scale_rewards: divide advantages by the std of the ``group``, the ``batch`` or ``none``.
-        num_iterations: optimisation passes over each generation batch (``μ`` of GRPO).
-        triplet_credit: weight ``λ`` of the per-detection advantages added to the tokens of each
-            answer element (:mod:`hoi_r1.triplet_credit`); 0: every token gets its
-            completion's advantage (plain GRPO). Single-turn answers only.
-        steps_per_generation: micro-batches one generation batch is cut into; ``None``: the
-            trainer's ``accumulate_grad_batches`` (one optimizer step per generation batch).
-            Must be a multiple of ``accumulate_grad_batches``.
-    """
-
-    loss_type: LossType = "dapo"
-    epsilon_low: float = 0.2
-    epsilon_high: float = 0.2
-    beta: float = 0.0
-    kl_ratio_correction: bool = False
-    scale_rewards: ScaleRewards = "group"
-    num_iterations: int = 1
-    triplet_credit: float = 0.0
-    steps_per_generation: int | None = None
-
-
-@dataclass
-class GRPOLogSettings:
-    """What GRPO shows besides the scalar curves.
-
-    Args:
-        completions: completions (with their rewards) written as TensorBoard text per logged rollout.
-        every_n_generations: log them every this many generation batches.
-    """
-
-    completions: int = 4
-    every_n_generations: int = 10
-
-
-torch.serialization.add_safe_globals([RolloutSettings, GRPOLossSettings, GRPOLogSettings, RewardWeights])
+torch.serialization.add_safe_globals([RewardWeights])  # hyper-parameters inside checkpoints
 
 
 class GRPOModule(HOIModule):
@@ -296,16 +235,24 @@ class GRPOModule(HOIModule):
                                    self.rollout.top_p, self.rollout.top_k)
         with self.sampling_stream.active(self.device):
             completions = self._sample(batch, G, sampling)
+        greedy = None
+        if self.loss_settings.baseline == "greedy":  # no random draws: the sampling stream is untouched
+            greedy = self.engine.generate(batch, 1, RolloutSampling(self.rollout.max_completion_length, greedy=True))
         engine.sleep()
         generated = time.perf_counter()
         self._times["generate"] += generated - start
 
         vocab = self.datamodule.vocab
         targets = [RewardTarget(s, f, vocab) for s, f in zip(batch["samples"], batch["frames"]) for _ in range(G)]
-        scores = self.score(completions.texts, targets)
+        scores = self.score(completions, targets)
         total = torch.tensor(scores.total, dtype=torch.float32, device=self.device)
         everyone = self.all_gather(total).reshape(-1)  # (world · P·G,): whole groups per rank
-        advantages, adv_stats = group_advantages(everyone, G, self.loss_settings.scale_rewards)
+        baseline = None
+        if greedy is not None:  # the reward of each prompt's greedy answer, all ranks' prompts
+            greedy_scores = self.score(greedy, targets[::G])
+            baseline = self.all_gather(torch.tensor(greedy_scores.total, dtype=torch.float32,
+                                                    device=self.device)).reshape(-1)
+        advantages, adv_stats = group_advantages(everyone, G, self.loss_settings.scale_rewards, baseline)
         n = total.numel()
         advantages = advantages[self.global_rank * n : (self.global_rank + 1) * n]
         token_advantages = advantages
@@ -331,13 +278,13 @@ class GRPOModule(HOIModule):
                 buffer.old_logp = self._buffer_logps(batch, buffer, self.model)
             if self.loss_settings.beta > 0:
                 buffer.ref_logp = self._buffer_logps(batch, buffer, None)
-        self._log_rollout(scores, everyone, advantages, adv_stats, completions, batch, generated - start)
+        self._log_rollout(scores, everyone, advantages, adv_stats, completions, batch, generated - start, baseline)
         self._generations += 1
         return buffer
 
     def _triplet_advantages(self, scores: RewardBreakdown, completions: Completions) -> torch.Tensor:
         """``(P·G, T)`` per-token triplet advantages of this rank's single-turn completions (its
-        groups are whole; :class:`~hoi_r1.tool_grpo.ToolGRPOModule` refuses triplet credit)."""
+        groups are whole; :class:`~hoi_r1.ov_hoi.tool_grpo.ToolGRPOModule` refuses triplet credit)."""
         tok = self.datamodule.processor.tokenizer
         values = torch.full(completions.token_ids.shape, float("nan"))
         parts = torch.full(completions.token_ids.shape, -1, dtype=torch.long)
@@ -352,12 +299,13 @@ class GRPOModule(HOIModule):
         return group_triplet_advantages(values, parts, credits, self.rollout.num_generations).to(self.device)
 
     def _sample(self, batch: dict, n: int, sampling: RolloutSampling) -> Completions:
-        """``n`` completions per prompt (:class:`~hoi_r1.tool_grpo.ToolGRPOModule`: whole episodes)."""
+        """``n`` completions per prompt (:class:`~hoi_r1.ov_hoi.tool_grpo.ToolGRPOModule`: whole episodes)."""
         return self.engine.generate(batch, n, sampling)
 
-    def score(self, texts: list[str], targets: list[RewardTarget]) -> RewardBreakdown:
-        """Rewards of a generation batch (override to add rewards; the total drives the advantages)."""
-        return score_completions(texts, targets, self.reward_weights)
+    def score(self, completions: Completions, targets: list[RewardTarget]) -> RewardBreakdown:
+        """Rewards of a generation batch's completions (``completions.texts``; override to add
+        rewards; the total drives the advantages)."""
+        return score_completions(completions.texts, targets, self.reward_weights)
 
     def _needs_old_logps(self) -> bool:
         loss = self.loss_settings
@@ -423,9 +371,12 @@ class GRPOModule(HOIModule):
         self.log_dict(values, batch_size=n)
         return loss
 
-    def _log_rollout(self, scores, everyone, advantages, adv_stats, completions, batch, seconds: float) -> None:
+    def _log_rollout(self, scores, everyone, advantages, adv_stats, completions, batch, seconds: float,
+                     baseline: torch.Tensor | None = None) -> None:
         stats = rollout_stats(scores.per_reward, everyone.cpu(), advantages.cpu(), adv_stats,
                               completions.mask.cpu(), completions.truncated)
+        if baseline is not None:
+            stats.update(greedy_baseline_stats(everyone.cpu(), baseline.cpu(), self.rollout.num_generations))
         tokens = float(completions.mask.sum())
         stats["rollout_tokens_per_s"] = tokens / seconds if seconds > 0 else float("nan")
         self.log_dict({f"train/{k}": v for k, v in stats.items()}, batch_size=len(completions.texts))
@@ -442,12 +393,19 @@ class GRPOModule(HOIModule):
     # ------------------------------------------------------------------ evaluation
     def _eval_step(self, stage: str, batch: dict, batch_idx: int) -> list:
         parsed = super()._eval_step(stage, batch, batch_idx)
-        if isinstance(self.evaluations[stage], HOIEvaluation):  # rewards of the same (greedy) answers
-            vocab = self.datamodule.vocab
-            answers = [JudgedAnswer(p, RewardTarget(s, f, vocab)) for p, s, f in zip(parsed, batch["samples"], batch["frames"])]
-            scores = score_answers(answers, self.reward_weights)
+        scores = self._eval_scores(stage, batch, parsed)
+        if scores is not None:
             self._eval_averages(stage).add([s.image_id for s in batch["samples"]], scores.per_reward, scores.total)
         return parsed
+
+    def _eval_scores(self, stage: str, batch: dict, parsed: list) -> RewardBreakdown | None:
+        """The rewards of the answers just evaluated (the same greedy answers as the metric);
+        ``None`` where there are none to reward (grounding)."""
+        if not isinstance(self.evaluations[stage], HOIEvaluation):
+            return None
+        vocab = self.datamodule.vocab
+        answers = [JudgedAnswer(p, RewardTarget(s, f, vocab)) for p, s, f in zip(parsed, batch["samples"], batch["frames"])]
+        return score_answers(answers, self.reward_weights)
 
     def _eval_averages(self, stage: str) -> RewardAverages:
         if stage not in self._eval_rewards:

@@ -12,7 +12,12 @@ The algorithm, for one generation batch (sources in brackets):
    (Dr. GRPO, Liu et al. 2025: dividing by the group std over-weights too easy and too hard
    prompts). A completion for which no reward applies (NaN total) is left out of its group's
    statistics and gets ``A = 0`` (TRL). We also set ``A = 0`` exactly in groups whose rewards are
-   all equal (where TRL leaves ``±1e-13`` rounding residue).
+   all equal (where TRL leaves ``±1e-13`` rounding residue). ``baseline: greedy`` measures each
+   reward against the reward of the prompt's greedy answer instead of the group mean,
+   ``A_i = (r_i - r_greedy) / (std(r) + 1e-4)`` (the greedy baseline of ReMax, Li et al. 2023,
+   "ReMax: A Simple, Effective, and Efficient Reinforcement Learning Method for Aligning Large
+   Language Models"): a sample earns a positive advantage only by beating the answer the model
+   would give at evaluation, which is what greedy evaluation pays for.
 3. Log-probabilities ``log π(o_t | q, o_<t)`` from logits divided by ``τ`` — the distribution
    the tokens were sampled from — in every pass: policy, old and reference (TRL)
    (:func:`per_token_logps`, one chunk of rows at a time to bound memory).
@@ -64,6 +69,7 @@ import torch
 
 LossType = Literal["grpo", "bnpo", "dr_grpo", "dapo"]
 ScaleRewards = Literal["group", "batch", "none"]
+Baseline = Literal["group", "greedy"]
 ImportanceLevel = Literal["token", "sequence", "token_mask", "sequence_mask"]
 STD_EPSILON = 1e-4
 """Added to the reward std before dividing (DeepSeekMath / TRL)."""
@@ -90,7 +96,8 @@ class AdvantageStats:
 
 
 def group_advantages(
-    rewards: torch.Tensor, group_size: int, scale_rewards: ScaleRewards = "group"
+    rewards: torch.Tensor, group_size: int, scale_rewards: ScaleRewards = "group",
+    baseline: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, AdvantageStats]:
     """Group-relative advantages ``(r - mean_group) / (std + 1e-4)`` of ``B*G`` rewards.
 
@@ -99,6 +106,8 @@ def group_advantages(
             marks a completion no reward applied to.
         group_size: ``G``, completions per prompt.
         scale_rewards: divide by the std of the ``group``, of the whole ``batch``, or ``none``.
+        baseline: ``(B,)`` what each group's rewards are measured against instead of their mean
+            (the reward of the prompt's greedy answer); NaN falls back to the group mean.
 
     Returns:
         ``(B*G,)`` advantages (float, NaN-free) and :class:`AdvantageStats`.
@@ -106,6 +115,9 @@ def group_advantages(
     >>> a, s = group_advantages(torch.tensor([1.0, 0.0, 0.5, 0.5]), group_size=2)
     >>> [round(x, 4) for x in a.tolist()], s.zero_std_groups
     ([0.707, -0.707, 0.0, 0.0], 1)
+    >>> a, _ = group_advantages(torch.tensor([1.0, 0.0, 3.0, 1.0]), 2, "none", baseline=torch.tensor([1.0, float("nan")]))
+    >>> a.tolist()
+    [0.0, -1.0, 1.0, -1.0]
     """
     if rewards.ndim != 1 or group_size < 1 or rewards.numel() % group_size:
         raise ValueError(
@@ -117,7 +129,14 @@ def group_advantages(
     grouped = rewards.reshape(-1, group_size)
     group_std = nanstd(grouped, dim=1) if group_size > 1 else torch.zeros(len(grouped), dtype=rewards.dtype)
     zero_std = torch.isclose(group_std, torch.zeros_like(group_std)) | group_std.isnan()
-    centred = grouped - torch.nanmean(grouped, dim=1, keepdim=True)
+    centre = torch.nanmean(grouped, dim=1, keepdim=True)
+    if baseline is not None:
+        if baseline.shape != (len(grouped),):
+            raise ValueError(f"group_advantages: baseline must hold one value per group ({len(grouped)}), "
+                             f"found shape {tuple(baseline.shape)}")
+        given = baseline.to(grouped)[:, None]
+        centre = torch.where(given.isnan(), centre, given)
+    centred = grouped - centre
     if scale_rewards == "group":
         centred = centred / (group_std[:, None] + STD_EPSILON)
     elif scale_rewards == "batch":

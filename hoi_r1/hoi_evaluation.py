@@ -18,12 +18,13 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from hoi_r1.answer import ParsedAnswer, parse_answer, to_metric_preds
+from hoi_r1.answer import ParsedAnswer, parse_answer
 from hoi_r1.generation import Completions, GenerationSettings, char_offsets, generate
 from hoi_r1.grounding import grounding_hits, parse_grounding_answer
 from hoi_r1.hoi_map import targets_from_sample
 from hoi_r1.image_counts import ImageCounts
 from hoi_r1.metric import HOIMeanAveragePrecision
+from hoi_r1.metric_input import to_metric_preds
 from hoi_r1.metric_protocols import ProtocolName
 from hoi_r1.scores import ScoreKind, apply_scores, label_spans, logprob_scores, span_mean_logprobs, vote_scores
 from hoi_r1.vocab import HOIVocabulary

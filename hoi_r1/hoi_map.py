@@ -41,15 +41,9 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 
 from hoi_r1.average_precision import first_occurrences, known_object_mask, per_class_average_precision
+from hoi_r1.detection_filters import FlatDetections, apply_image_filters
 from hoi_r1.matching import first_free_match, greedy_match
-from hoi_r1.metric_protocols import (
-    FlatDetections,
-    Protocol,
-    ProtocolName,
-    TripletNMS,
-    apply_image_filters,
-    get_protocol,
-)
+from hoi_r1.metric_protocols import Protocol, ProtocolName, TripletNMS, get_protocol
 from hoi_r1.sample import HOISample
 from hoi_r1.vocab import HOIVocabulary
 

@@ -2,11 +2,12 @@
 
 Loading the model (:func:`~hoi_r1.models.load_model`, or weights of an earlier hoi_r1 checkpoint
 with :func:`load_initial_weights`), the optimizer and scheduler factories, the batch transfer,
-validation / test (generate → parse → HOI-mAP with :mod:`hoi_r1.hoi_evaluation`; tool-using
-episodes for ``data.task: tools``, :mod:`hoi_r1.tool_evaluation`), predict, and
-the random-number states in checkpoints. Every validation / test number is a torchmetrics state
-gathered from all processes at the epoch's end, so under DDP each rank logs the values of the
-whole split (docs/training.md, "Numbers under DDP"). :class:`~hoi_r1.sft.SFTModule` and
+validation / test (generate → parse → HOI-mAP with :mod:`hoi_r1.hoi_evaluation`), predict, and
+the random-number states in checkpoints. The tool-using mode (``data.task: tools``) lives in
+:mod:`hoi_r1.ov_hoi`: its modules override :meth:`HOIModule._evaluation` and
+:meth:`HOIModule._predict_texts` (this module never imports it). Every validation / test number
+is a torchmetrics state gathered from all processes at the epoch's end, so under DDP each rank
+logs the values of the whole split (docs/training.md, "Numbers under DDP"). :class:`~hoi_r1.sft.SFTModule` and
 :class:`~hoi_r1.grpo.GRPOModule` add their training step on top, so both stages report the very
 same metric.
 
@@ -31,7 +32,6 @@ from hoi_r1.generation import GenerationSettings
 from hoi_r1.hoi_evaluation import EvaluationSettings, GroundingEvaluation, HOIEvaluation
 from hoi_r1.models import LoraSettings, ModelSettings, add_lora, apply_freezing, count_parameters, load_model
 from hoi_r1.module_logging import log_examples, predictions_record
-from hoi_r1.tool_evaluation import ToolEvaluation, policy_turn_writer
 
 
 class HOIModule(L.LightningModule):
@@ -88,10 +88,19 @@ class HOIModule(L.LightningModule):
         self.datamodule.default_processor(self.settings.name_or_path)
         vocab = self.datamodule.vocab
         task = self.datamodule.hparams.task
-        kind = {"grounding": GroundingEvaluation, "tools": ToolEvaluation}.get(task, HOIEvaluation)
         for split in ("val", "test"):
             if split not in self.evaluations:
-                self.evaluations[split] = kind(vocab, self.evaluation_settings)
+                self.evaluations[split] = self._evaluation(task, vocab)
+
+    def _evaluation(self, task: str, vocab):
+        """A fresh validation / test evaluation of ``task`` (the tool mode's modules override it)."""
+        if task == "tools":
+            raise ValueError(
+                f"data.task 'tools' runs tool-using episodes, which {type(self).__name__} does not: use "
+                "hoi_r1.ov_hoi.sft.ToolSFTModule (cold-start SFT) or hoi_r1.ov_hoi.tool_grpo.ToolGRPOModule (GRPO)"
+            )
+        kind = GroundingEvaluation if task == "grounding" else HOIEvaluation
+        return kind(vocab, self.evaluation_settings)
 
     @property
     def datamodule(self):
@@ -148,25 +157,22 @@ class HOIModule(L.LightningModule):
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
         from hoi_r1.answer import parse_answer
-        from hoi_r1.generation import generate
 
         vocab = self.datamodule.vocab
-        if self.datamodule.hparams.task == "tools":  # the final answer of an episode; the transcript kept
-            episodes = self._predict_episodes(batch)
-            answers = [e.final_answer or "" for e in episodes]
-            texts = [e.transcript().text for e in episodes]
-        else:
-            answers = texts = generate(self.model, self.datamodule.processor, batch, self.generation, logprobs=False).texts
+        answers, texts = self._predict_texts(batch)
         return [
             predictions_record(sample, parse_answer(answer, vocab, frame), text, vocab)
             for sample, frame, answer, text in zip(batch["samples"], batch["frames"], answers, texts)
         ]
 
-    def _predict_episodes(self, batch: dict) -> list:
-        from hoi_r1.rollout.episodes import run_policy_episodes
+    def _predict_texts(self, batch: dict) -> tuple[list[str], list[str]]:
+        """Per image, the text to parse as the answer and the text to keep as the completion
+        (one generated completion for both; the tool mode's modules: an episode's final answer
+        and its transcript)."""
+        from hoi_r1.generation import generate
 
-        writer = policy_turn_writer(self.model, self.datamodule.processor, self.generation)
-        return run_policy_episodes(writer, batch, 1, self.generation.episodes)
+        texts = generate(self.model, self.datamodule.processor, batch, self.generation, logprobs=False).texts
+        return texts, texts
 
     # ------------------------------------------------------------------ checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:

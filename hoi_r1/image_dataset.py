@@ -22,7 +22,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 @dataclass
 class ImageItem:
     """One dataset item: the annotations, the decoded image, an optional reasoning text, an
-    optional tool-using trace (OV-HOI cold start, :mod:`hoi_r1.tools.cold_start`), and the
+    optional tool-using trace (OV-HOI cold start, :mod:`hoi_r1.ov_hoi.cold_start`), and the
     sampler ticket ``(index, epoch, position)`` it was drawn with (training order bookkeeping)."""
 
     sample: HOISample

@@ -15,6 +15,7 @@ Two project rules on top of LightningCLI (:class:`HOICLI`):
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 import sys
 from dataclasses import asdict, is_dataclass
@@ -27,6 +28,8 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 from hoi_r1 import ABOUT, PROG
+
+log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------- overlays
@@ -238,7 +241,9 @@ class HOICLI(LightningCLI):
     checkpoint *over* the given config, so ``test --ckpt_path x.ckpt
     --model.init_args.evaluation.scores vote`` would silently keep the training-time value. Here
     the command line and its config files win and the checkpoint fills in only what they leave
-    at its default (the order Lightning PR #21455 proposes).
+    at its default (the order Lightning PR #21455 proposes). Hyper-parameters the model class no
+    longer takes are left out with a warning (:func:`still_accepted`); a checkpoint whose model
+    class no longer exists gives none (the config names the model).
     """
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -264,6 +269,11 @@ class HOICLI(LightningCLI):
         if not hparams or class_path is None:
             return super()._parse_ckpt_path()
         init_args = {k: asdict(v) if is_dataclass(v) and not isinstance(v, type) else v for k, v in hparams.items()}
+        init_args = still_accepted(class_path, init_args)
+        if init_args is None:  # a model class this version does not have: the config must name the model
+            log.warning("the checkpoint's model class %s does not exist (any more): its hyper-parameters are "
+                        "not used, the config's model is", class_path)
+            return
         subcommand = self.config["subcommand"]
         self.parser._subcommands_action._name_parser_map[subcommand].set_defaults(
             {"model": {"class_path": class_path, "init_args": init_args}}
@@ -284,6 +294,42 @@ class HOICLI(LightningCLI):
             check_fresh_folders(folders)
         if self.subcommand in ("validate", "test", "predict") and config.get("ckpt_path") == "last":
             check_last_exists(checkpoint_folders(config))
+
+
+def still_accepted(class_path: str, init_args: dict) -> dict | None:
+    """The hyper-parameters of a checkpoint that ``class_path`` still takes, nested settings key
+    by key; a key it no longer takes (a setting of an older version, e.g. ``generation.episodes``
+    of a direct-mode module) is left out with a warning naming it. ``None`` when the class cannot
+    be imported (an older version's class path)."""
+    from jsonargparse import ArgumentParser
+
+    module, _, name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+    parser = ArgumentParser(exit_on_error=False)
+    parser.add_class_arguments(cls, fail_untyped=False)
+    accepted = parser.get_defaults()
+    dropped: list[str] = []
+
+    def keep(values: dict, prefix: str) -> dict:
+        out = {}
+        for key, value in values.items():
+            dotted = prefix + key
+            if dotted not in accepted:
+                dropped.append(dotted)
+            elif isinstance(value, dict) and isinstance(accepted.get(dotted), Namespace):
+                out[key] = keep(value, dotted + ".")
+            else:
+                out[key] = value
+        return out
+
+    kept = keep(init_args, "")
+    if dropped:
+        log.warning("the checkpoint's hyper-parameters %s are not arguments of %s (an older version's?): left out",
+                    ", ".join(dropped), class_path)
+    return kept
 
 
 def _checkpoint_path(config) -> str | None:

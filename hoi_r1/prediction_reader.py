@@ -54,8 +54,9 @@ import msgspec
 import numpy as np
 import torch
 
-from hoi_r1.answer import parse_answer, to_metric_preds
+from hoi_r1.answer import parse_answer
 from hoi_r1.frames import Frame
+from hoi_r1.metric_input import to_metric_preds
 from hoi_r1.readers.records import MissingImage, RecordProblem, image_size
 from hoi_r1.vocab import HOIVocabulary
 

@@ -6,7 +6,7 @@ numbered thinking guidance (count the people, say what they do, name the objects
 with, pick the allowed verbs); the box frame (:meth:`hoi_r1.frames.Frame.describe`: pixels of the
 WxH image the model sees for ``absolute_resized``, 0..1000 for ``normalized_1000``); and the
 ``<think>…</think><answer>[…]</answer>`` contract with a one-line example. Names are written with
-spaces (``sit on``, ``dining table``), the spelling :func:`hoi_r1.answer.render_answer` uses.
+spaces (``sit on``, ``dining table``), the spelling :func:`hoi_r1.answer_render.render_answer` uses.
 
 The vocabulary listed is the one passed in, so a user list replaces the dataset's (open
 vocabulary). For HICO-DET (80 objects, 600 classes) the object list takes 715 characters, the

@@ -3,8 +3,9 @@
 
 A reward is a plain callable ``(completions, targets) -> list[float | None]`` (TRL's contract),
 one value in ``[0, 1]`` per completion, ``None`` where it does not apply (a target without
-ground truth). Every completion is read by the one answer parser
-(:func:`hoi_r1.answer.parse_answer`) that the metric also uses; pairs are matched by
+ground truth). A target is a :class:`~hoi_r1.reward_target.RewardTarget`. Every completion is
+read once by the one answer parser (:func:`hoi_r1.answer.parse_answer`) that the metric also
+uses, into a :class:`~hoi_r1.judged_answer.JudgedAnswer`; pairs are matched by
 :func:`hoi_r1.matching.hungarian_pairs` (cost ``1 - IoU_h * IoU_o``, ties broken by labels).
 
 With ``N = max(answer elements, ground-truth pairs)`` — a ground-truth *pair* is a distinct
@@ -21,7 +22,7 @@ element — so that both extra and missed pairs cost:
 * ``iou``: ``(1/N) Σ_matched (IoU_h + IoU_o) / 2``.
 * ``recall`` and ``precision``: the metric's own hit rule, triplet by triplet. Each (element,
   verb) of the answer is one detection, exactly as the metric receives it
-  (:func:`hoi_r1.answer.to_metric_preds`); a detection is a *hit* when the metric's matcher
+  (:func:`hoi_r1.metric_input.to_metric_preds`); a detection is a *hit* when the metric's matcher
   (:func:`hoi_r1.matching.greedy_match`, ``hico_official`` rule: same interaction class, human
   and object IoU both ≥ 0.5 in the +1-pixel convention, best ground-truth pair, no fall-back,
   earlier in the answer first) gives it a ground-truth pair. ``recall`` = hits / ground-truth
@@ -57,18 +58,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
-from functools import cached_property
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-from hoi_r1.answer import ParsedAnswer, metric_rows, parse_answer, to_metric_preds
 from hoi_r1.boxes import valid_boxes
-from hoi_r1.frames import Frame
-from hoi_r1.matching import greedy_match, hungarian_pairs
-from hoi_r1.sample import HOISample
-from hoi_r1.vocab import HOIVocabulary
+from hoi_r1.judged_answer import JudgedAnswer
+from hoi_r1.reward_target import RewardTarget
 
 BOX_TOLERANCE = 0.01
 """How far outside the image a box may reach for ``keys``, as a fraction of the image's longer
@@ -76,60 +73,7 @@ side (1 % ≈ 6 pixels of a 640-pixel HICO-DET image; ten units of the 0..1000 f
 frames round coordinates, and a box touching the border may land a unit outside."""
 
 
-# ===================================================================== inputs and settings
-@dataclass(frozen=True, eq=False)
-class RewardTarget:
-    """What the rewards compare one completion with.
-
-    Args:
-        sample: ground truth of the image (``None``: only ``format`` and ``keys`` apply).
-        frame: coordinate frame of the answer text for this image.
-        vocab: vocabulary the answer's names are read with.
-    """
-
-    sample: HOISample | None
-    frame: Frame
-    vocab: HOIVocabulary
-
-    def __post_init__(self) -> None:
-        s = self.sample
-        if s is not None and tuple(self.frame.original_size) != (s.width, s.height):
-            raise ValueError(
-                f"{s.file_name}: frame original_size {tuple(self.frame.original_size)} is not the image size "
-                f"{(s.width, s.height)}"
-            )
-
-    @cached_property
-    def ground_truth(self) -> "GroundTruthPairs":
-        """The ground-truth pairs, grouped as answer elements (computed once per target)."""
-        return GroundTruthPairs.of(self.sample)
-
-
-@dataclass(frozen=True)
-class GroundTruthPairs:
-    """Distinct (human, object) pairs of a sample with their verb sets (``G`` of them)."""
-
-    humans: torch.Tensor  # (G, 4) original pixels
-    objects: torch.Tensor  # (G, 4)
-    object_labels: tuple[int, ...]
-    verbs: tuple[frozenset[int], ...]
-
-    @classmethod
-    def of(cls, sample: HOISample | None) -> "GroundTruthPairs":
-        groups = sample.grouped_pairs() if sample is not None else []
-        humans = np.asarray([sample.human_boxes[h] for h, _, _ in groups], dtype=np.float64).reshape(-1, 4)
-        objects = np.asarray([sample.object_boxes[o] for _, o, _ in groups], dtype=np.float64).reshape(-1, 4)
-        return cls(
-            humans=torch.from_numpy(humans),
-            objects=torch.from_numpy(objects),
-            object_labels=tuple(int(sample.object_labels[o]) for _, o, _ in groups),
-            verbs=tuple(frozenset(v) for _, _, v in groups),
-        )
-
-    def __len__(self) -> int:
-        return len(self.object_labels)
-
-
+# ===================================================================== settings
 @dataclass(frozen=True)
 class NamedWeights:
     """Base of the reward-weight dataclasses: one finite float field per reward."""
@@ -167,87 +111,7 @@ class RewardWeights(NamedWeights):
     precision: float = 0.0
 
 
-
-# ===================================================================== one judged answer
-@dataclass(frozen=True)
-class PairMatch:
-    """Hungarian matching of an answer's triplets with the ground-truth pairs (``K`` matches)."""
-
-    num_units: int  # N = max(answer elements, ground-truth pairs)
-    iou_h: np.ndarray  # (K,)
-    iou_o: np.ndarray  # (K,)
-    object_right: np.ndarray  # (K,) bool
-    verb_jaccard: np.ndarray  # (K,)
-
-
-@dataclass(frozen=True, eq=False)
-class JudgedAnswer:
-    """One completion read against its target; the matching is computed at most once."""
-
-    parsed: ParsedAnswer
-    target: RewardTarget
-
-    @classmethod
-    def read(cls, completion: str, target: RewardTarget) -> "JudgedAnswer":
-        return cls(parse_answer(completion, target.vocab, target.frame), target)
-
-    @cached_property
-    def match(self) -> PairMatch:
-        gt, triplets = self.target.ground_truth, self.parsed.triplets
-        n = max(self.parsed.num_elements, len(gt))
-        if not triplets or not len(gt):
-            empty = np.zeros(0)
-            return PairMatch(n, empty, empty, np.zeros(0, dtype=bool), empty)
-        pred_objects = [t.object_id for t in triplets]
-        pred_verbs = [t.verb_ids for t in triplets]
-        p, g, iou_h, iou_o = hungarian_pairs(
-            [t.human_box for t in triplets], [t.object_box for t in triplets], gt.humans, gt.objects,
-            pred_objects, gt.object_labels, pred_verbs, gt.verbs,
-        )
-        p, g = p.numpy(), g.numpy()
-        object_right = np.asarray(pred_objects)[p] == np.asarray(gt.object_labels)[g]
-        jaccard = np.array([_jaccard(set(pred_verbs[i]), gt.verbs[j]) for i, j in zip(p, g)])
-        return PairMatch(n, iou_h.numpy(), iou_o.numpy(), object_right, jaccard)
-
-    @cached_property
-    def detection_hits(self) -> tuple[tuple[bool, ...], ...]:
-        """Per triplet, per verb (in the order written): is that detection a hit under the metric's
-        rule (``hico_official``: :func:`~hoi_r1.matching.greedy_match`)? A verb that is no class
-        of the object is a detection the metric never sees: not a hit."""
-        sample, vocab, triplets = self.target.sample, self.target.vocab, self.parsed.triplets
-        hit = [[False] * len(t.verb_ids) for t in triplets]
-        rows = metric_rows(self.parsed, vocab)
-        if sample is not None and rows and sample.num_pairs:
-            det = to_metric_preds(self.parsed, vocab, sample.image_id)
-            gt_h, gt_o = sample.pair_boxes()
-            tp = greedy_match(det["hoi"], torch.arange(len(det["hoi"])), det["human_boxes"], det["object_boxes"],
-                              torch.from_numpy(sample.hoi_ids), torch.from_numpy(gt_h), torch.from_numpy(gt_o),
-                              threshold=HIT_IOU, convention="plus_one")
-            for (index, position, _), is_hit in zip(rows, tp.tolist()):
-                hit[index][position] = bool(is_hit)
-        return tuple(tuple(h) for h in hit)
-
-    @cached_property
-    def hits(self) -> "TripletHits":
-        """Triplet hits under the metric's rule, counted (:attr:`detection_hits`)."""
-        written = sum(len(t.verb_ids) for t in self.parsed.triplets)
-        truth = self.target.sample.num_pairs if self.target.sample is not None else 0
-        return TripletHits(sum(map(sum, self.detection_hits)), written, truth)
-
-
-@dataclass(frozen=True)
-class TripletHits:
-    """An answer's detections against the ground truth, triplet by triplet (the metric's unit)."""
-
-    hits: int  # detections the metric would count as true positives
-    written: int  # (element, verb) detections written, valid classes or not
-    truth: int  # ground-truth triplets (rows of HOISample.pairs)
-
-
-HIT_IOU = 0.5
-"""Human and object IoU a hit needs (HICO-DET's rule, ``≥``)."""
-
-
+# ===================================================================== the rewards of one judged answer
 AnswerReward = Callable[[JudgedAnswer], "float | None"]
 """A reward on one judged answer (the pure form behind each registry entry)."""
 
@@ -401,11 +265,6 @@ def score_answers(answers: Sequence[JudgedAnswer], weights: RewardWeights | None
         terms = [w * per_reward[name][i] for name, w in weights.as_dict().items() if per_reward[name][i] is not None]
         total.append(float(sum(terms)) if terms else math.nan)
     return RewardBreakdown(per_reward, total, answers)
-
-
-def _jaccard(a: set[int], b: frozenset[int]) -> float:
-    union = len(a | b)
-    return len(a & b) / union if union else 0.0
 
 
 def _check_lengths(completions: Sequence[str], targets: Sequence[RewardTarget]) -> None:

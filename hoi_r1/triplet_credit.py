@@ -15,7 +15,7 @@ way the metric judges it (an addition of this project; HOI-R1 and OV-HOI use seq
    ``boxes``   1 when the element's two boxes match a ground-truth pair, whatever its labels
    ``object``  1 when they match a ground-truth pair with the object class written
    ``verb``    per verb, 1 when that (element, verb) detection is a hit
-               (:attr:`hoi_r1.rewards.JudgedAnswer.detection_hits`)
+               (:attr:`hoi_r1.judged_answer.JudgedAnswer.detection_hits`)
    ==========  ==================================================================================
 
 2. **Credit of each token** (:func:`token_credits`): a token of a verb name carries that verb's
@@ -51,8 +51,8 @@ from typing import Sequence
 import torch
 
 from hoi_r1.grpo_loss import STD_EPSILON, nanstd
+from hoi_r1.judged_answer import HIT_IOU, JudgedAnswer
 from hoi_r1.matching import greedy_match
-from hoi_r1.rewards import HIT_IOU, JudgedAnswer
 from hoi_r1.scores import label_spans
 
 Span = tuple[int, int]

@@ -16,8 +16,10 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hoi_r1.answer import MAX_ELEMENTS, MAX_TEXT_CHARS, ParsedAnswer, parse_answer, render_answer, to_metric_preds
+from hoi_r1.answer import MAX_ELEMENTS, MAX_TEXT_CHARS, ParsedAnswer, parse_answer
+from hoi_r1.answer_render import render_answer
 from hoi_r1.frames import FRAME_KINDS, Frame
+from hoi_r1.metric_input import to_metric_preds
 from hoi_r1.sample import HOISample
 from hoi_r1.scores import label_spans
 from hoi_r1.vocab import HOIVocabulary

@@ -6,8 +6,10 @@ import math
 
 import pytest
 
-from hoi_r1.answer import ParsedAnswer, Triplet, parse_answer, render_answer, to_metric_preds
+from hoi_r1.answer import ParsedAnswer, Triplet, parse_answer
+from hoi_r1.answer_render import render_answer
 from hoi_r1.frames import Frame
+from hoi_r1.metric_input import to_metric_preds
 from hoi_r1.sample import HOISample
 from hoi_r1.scores import (
     LabelSpans,

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from lightning.pytorch.cli import LightningCLI
 
@@ -176,6 +177,17 @@ def test_the_command_line_wins_over_checkpoint_hyper_parameters(tiny_model_dir, 
     asked = cli_main([*evaluate, "--model.init_args.evaluation.scores=logprob"])
     assert asked.model.evaluation_settings.scores == "logprob"  # the command line wins
     assert asked.model.evaluation_settings.protocol == "qpic"  # the rest still from the checkpoint
+    # a setting the class no longer takes (generation.episodes of direct-mode modules before the tool
+    # mode moved to hoi_r1.ov_hoi) is left out, not an error
+    state = torch.load(ckpt, weights_only=True)
+    state["hyper_parameters"]["generation"]["episodes"] = {"max_turns": 5}
+    torch.save(state, tmp_path / "older.ckpt")
+    older = cli_main(["test", f"--config={config}", f"--ckpt_path={tmp_path / 'older.ckpt'}", *evaluate[3:]])
+    assert older.model.evaluation_settings.protocol == "qpic"
+    state["hyper_parameters"]["_class_path"] = "hoi_r1.gone.OldModule"  # a class path of an older version
+    torch.save(state, tmp_path / "moved.ckpt")
+    moved = cli_main(["test", f"--config={config}", f"--ckpt_path={tmp_path / 'moved.ckpt'}", *evaluate[3:]])
+    assert moved.model.evaluation_settings.protocol == "hico_official"  # the config's model, none of the checkpoint's
 
 
 # ---------------------------------------------------------------------- checkpoint folders

@@ -210,9 +210,9 @@ def test_labels_cover_every_assistant_turn_and_no_tool_turn(datamodule):
 
 
 def test_tool_traces_become_multi_turn_sft_batches(tiny_model_dir, synthetic_world, tmp_path):
+    from hoi_r1.ov_hoi.cold_start import ColdStartConfig, write_cold_start
+    from hoi_r1.ov_hoi.detection import noisy_detections
     from hoi_r1.readers import read_annotations
-    from hoi_r1.tools.cold_start import ColdStartConfig, write_cold_start
-    from hoi_r1.tools.detection import noisy_detections
 
     train = read_annotations(synthetic_world / "train.json")
     detections, _ = noisy_detections(train.samples, train.vocab, seed=0)

@@ -17,7 +17,7 @@ from PIL import Image
 
 from hoi_r1.distill import answer_json, completed_file_names, extract_reasoning, main
 from hoi_r1.teacher_client import TeacherClient, TeacherConfig, TeacherError, backoff_delay
-from hoi_r1.answer import render_answer
+from hoi_r1.answer_render import render_answer
 from hoi_r1.frames import Frame
 from hoi_r1.image_dataset import load_image, read_reasonings
 from hoi_r1.readers import read_annotations

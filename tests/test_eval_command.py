@@ -8,7 +8,7 @@ import random
 import pytest
 import torch
 
-from hoi_r1.answer import render_answer
+from hoi_r1.answer_render import render_answer
 from hoi_r1.eval_command import BadPredictionError, evaluate_files, main
 from hoi_r1.frames import Frame
 from hoi_r1.hoi_map import hoi_mean_average_precision, targets_from_sample

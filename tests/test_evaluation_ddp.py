@@ -36,16 +36,17 @@ import torch
 from helpers.tool_world import JUNK, TeacherTurns, ToolWorld
 
 import hoi_r1.hoi_evaluation as hoi_evaluation
-from hoi_r1.answer import render_answer
+from hoi_r1.answer_render import render_answer
 from hoi_r1.datamodule import HOIDataModule, SplitFiles
 from hoi_r1.generation import Completions, GenerationSettings
 from hoi_r1.grpo import GRPOModule
 from hoi_r1.models import ModelSettings
+from hoi_r1.ov_hoi.detection import noisy_detections
+from hoi_r1.ov_hoi.episode_driver import EpisodeSettings
+from hoi_r1.ov_hoi.evaluation import ToolEvaluation, ToolGenerationSettings
+from hoi_r1.ov_hoi.sft import ToolSFTModule
 from hoi_r1.readers import read_annotations
 from hoi_r1.sft import SFTModule
-from hoi_r1.tool_evaluation import ToolEvaluation
-from hoi_r1.tools.detection import noisy_detections
-from hoi_r1.tools.episode import EpisodeSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 NUM_SCENES = 5  # odd: rank 1 gets a padded duplicate of image 0
@@ -82,9 +83,9 @@ def _evaluate(devices: int, model_dir: str, world: Path, detections: str, patch=
                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False)
 
-    def module(**generation) -> SFTModule:
+    def module() -> SFTModule:
         return SFTModule(model=ModelSettings(name_or_path=model_dir), log_examples=0,
-                         generation=GenerationSettings(max_new_tokens=8, **generation))
+                         generation=GenerationSettings(max_new_tokens=8))
 
     def data(batch_size: int, **kwargs) -> HOIDataModule:
         split = SplitFiles(test_json, limit=NUM_SCENES, detections=kwargs.pop("detections", None))
@@ -107,7 +108,8 @@ def _evaluate(devices: int, model_dir: str, world: Path, detections: str, patch=
 
     teacher = HalfTeacher(ToolWorld(world, {"test": detections}, cold_start=None), "test")  # no traces needed
     patch(ToolEvaluation, "turn_writer", lambda self, model, processor, generation: teacher)
-    tools = module(episodes=EpisodeSettings(max_turns=4))
+    tools = ToolSFTModule(model=ModelSettings(name_or_path=model_dir), log_examples=0,
+                          generation=ToolGenerationSettings(max_new_tokens=8, episodes=EpisodeSettings(max_turns=4)))
     results["tools"] = trainer().validate(tools, datamodule=data(2, task="tools", detections=detections))[0]
     return results
 

@@ -6,9 +6,11 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
-from helpers.grpo import grpo_data, grpo_module, grpo_trainer
+from helpers.grpo import ToyRewardGRPO, grpo_data, grpo_module, grpo_trainer
 
-from hoi_r1.grpo import GRPOModule, RolloutSettings
+from hoi_r1.grpo import GRPOModule
+from hoi_r1.grpo_loss import group_advantages
+from hoi_r1.grpo_settings import RolloutSettings
 from hoi_r1.models import LoraSettings, ModelSettings, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -177,3 +179,40 @@ def test_grpo_starts_from_a_lora_sft_checkpoint_written_by_the_cli(tiny_model_di
     base = load_model(ModelSettings(name_or_path=str(tiny_model_dir)))
     moved = [n for n, p in model.named_parameters() if not torch.equal(p, dict(base.named_parameters())[n])]
     assert moved and all("language_model" in n or "model.layers" in n for n in moved)  # the adapters' deltas, merged
+
+
+class _RecordingGRPO(ToyRewardGRPO):
+    """Records what each generation batch scored (samples, then the greedy answers) and its buffer."""
+
+    def score(self, completions, targets):
+        out = super().score(completions, targets)
+        self.__dict__.setdefault("scored", []).append((completions.token_ids.clone(), torch.tensor(out.total)))
+        return out
+
+    def _rollout(self, batch):
+        buffer = super()._rollout(batch)
+        self.__dict__.setdefault("buffers", []).append(buffer.advantages.clone())
+        return buffer
+
+
+@pytest.mark.parametrize("scale", ["group", "none"])
+def test_greedy_baseline_measures_samples_against_the_greedy_answer(tiny_model_dir, synthetic_world, tmp_path, scale):
+    runs = {}
+    for baseline in ("group", "greedy"):
+        L.seed_everything(0)
+        module = grpo_module(tiny_model_dir, cls=_RecordingGRPO)
+        module.loss_settings.baseline, module.loss_settings.scale_rewards = baseline, scale
+        trainer = grpo_trainer(tmp_path / baseline, max_steps=1)
+        trainer.fit(module, datamodule=grpo_data(synthetic_world))
+        runs[baseline] = (module, trainer.callback_metrics)
+    plain, greedy = runs["group"][0], runs["greedy"][0]
+    (sampled, totals), (greedy_ids, greedy_totals) = greedy.scored
+    assert len(plain.scored) == 1 and greedy_ids.shape[0] == 2  # one greedy answer per prompt (batch of 2)
+    assert torch.equal(plain.scored[0][0], sampled)  # decoding the greedy answers drew no random numbers
+    expected, _ = group_advantages(totals.float(), 2, scale, baseline=greedy_totals.float())
+    assert torch.allclose(greedy.buffers[0], expected)
+    assert not torch.allclose(expected, group_advantages(totals.float(), 2, scale)[0])  # a different signal
+    metrics = runs["greedy"][1]
+    assert float(metrics["train/reward_greedy"]) == pytest.approx(float(greedy_totals.mean()), rel=1e-5)
+    assert 0 <= float(metrics["train/frac_above_greedy"]) + float(metrics["train/frac_below_greedy"]) <= 1
+    assert "train/reward_greedy" not in runs["group"][1]

@@ -12,7 +12,7 @@ from helpers.grpo import ToyRewardGRPO
 
 from hoi_r1.datamodule import HOIDataModule, SplitFiles
 from hoi_r1.generation import GenerationSettings
-from hoi_r1.grpo import GRPOLossSettings, GRPOLogSettings, RolloutSettings
+from hoi_r1.grpo_settings import GRPOLogSettings, GRPOLossSettings, RolloutSettings
 from hoi_r1.models import ModelSettings
 from hoi_r1.prompts import PromptConfig
 from hoi_r1.rewards import RewardWeights

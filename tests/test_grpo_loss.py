@@ -63,6 +63,22 @@ def test_no_scaling_only_centres():
     assert a.tolist() == pytest.approx([1.0, -1.0, 0.0, -2.0, -2.0, 4.0])
 
 
+def test_greedy_baseline_by_hand():
+    # group 1: rewards 3, 1, 2 against a greedy answer worth 2 -> 1, -1, 0 (the group mean is 2 too)
+    # group 2: 0, 0, 6 against a greedy answer worth 6 -> -6, -6, 0 (the mean, 2, would give -2, -2, 4)
+    r = torch.tensor([3.0, 1.0, 2.0, 0.0, 0.0, 6.0])
+    a, _ = group_advantages(r, 3, "none", baseline=torch.tensor([2.0, 6.0]))
+    assert a.tolist() == pytest.approx([1.0, -1.0, 0.0, -6.0, -6.0, 0.0])
+    # scaled by the group's std as ever: group 2's std is sqrt(12)
+    a, _ = group_advantages(r, 3, "group", baseline=torch.tensor([2.0, 6.0]))
+    assert a[3:].tolist() == pytest.approx([-6 / (math.sqrt(12) + EPS), -6 / (math.sqrt(12) + EPS), 0.0])
+    # a group whose samples all tie gets 0 even when the greedy answer differs; NaN: the group mean
+    a, stats = group_advantages(torch.tensor([1.0, 1.0, 0.0, 2.0]), 2, "none", baseline=torch.tensor([3.0, math.nan]))
+    assert a.tolist() == [0.0, 0.0, -1.0, 1.0] and stats.zero_std_groups == 1
+    with pytest.raises(ValueError, match="one value per group"):
+        group_advantages(r, 3, baseline=torch.tensor([1.0]))
+
+
 def test_unscorable_completions_are_left_out_and_get_zero():
     # group [1, NaN, 0]: mean and std over the two scored values; the NaN one gets A = 0
     a, stats = group_advantages(torch.tensor([1.0, math.nan, 0.0]), 3)

@@ -7,11 +7,12 @@ import torch
 from transformers import AutoProcessor
 
 import hoi_r1.hoi_evaluation as hoi_evaluation
-from hoi_r1.answer import parse_answer, render_answer
-from hoi_r1.hoi_evaluation import EvaluationSettings, GroundingEvaluation, HOIEvaluation
+from hoi_r1.answer import parse_answer
+from hoi_r1.answer_render import render_answer
 from hoi_r1.frames import Frame
 from hoi_r1.generation import Completions, GenerationSettings, char_offsets
 from hoi_r1.grounding import render_grounding_answer
+from hoi_r1.hoi_evaluation import EvaluationSettings, GroundingEvaluation, HOIEvaluation
 from hoi_r1.readers import read_annotations
 
 

@@ -79,3 +79,15 @@ def test_the_package_has_no_import_cycle():
     graph = import_graph()
     assert len(graph) > 50 and graph["hoi_r1.grpo"]  # the package was read
     assert cycles(graph) == []
+
+
+def test_the_core_does_not_import_the_tool_mode():
+    """``hoi_r1.ov_hoi`` imports the core, never the other way round; only the data side imports
+    the pure tool modules it needs for ``data.task: tools`` batches (inside functions)."""
+    data_side = {"hoi_r1.collate", "hoi_r1.datamodule"}
+    graph = import_graph()
+    into_tool_mode = {m: sorted(t for t in targets if t.startswith("hoi_r1.ov_hoi"))
+                      for m, targets in graph.items() if not m.startswith("hoi_r1.ov_hoi") and m not in data_side}
+    assert {m: t for m, t in into_tool_mode.items() if t} == {}
+    models = {"hoi_r1.ov_hoi.episode_rollout", "hoi_r1.ov_hoi.evaluation", "hoi_r1.ov_hoi.sft", "hoi_r1.ov_hoi.tool_grpo"}
+    assert not {t for m in data_side for t in graph[m]} & models

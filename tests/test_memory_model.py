@@ -3,24 +3,19 @@ the parameter counts against the real modules)."""
 
 import pytest
 
-from hoi_r1.memory_model import (
-    CPU_RUN_JOBS,
-    GiB,
-    GPUS,
-    Job,
-    ModelDims,
-    SHIPPED_JOBS,
-    TextDims,
+from hoi_r1.memory_model import CPU_RUN_JOBS, GPUS, SHIPPED_JOBS, GiB, Job, estimate, main, table
+from hoi_r1.memory_terms import (
     activation_bytes,
     decoder_layer_activation_bytes,
-    estimate,
     kv_cache_bytes,
     logits_bytes,
-    lora_parameters,
-    main,
     model_state_bytes,
+)
+from hoi_r1.model_dims import (
+    ModelDims,
+    TextDims,
+    lora_parameters,
     parameter_count,
-    table,
     text_parameters,
     trainable_parameters,
 )

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from hoi_r1.answer import parse_answer, render_answer
+from hoi_r1.answer import parse_answer
+from hoi_r1.answer_render import render_answer
 from hoi_r1.frames import Frame
 from hoi_r1.prompts import PromptConfig, build_instruction, build_messages
 from hoi_r1.sample import HOISample

@@ -2,7 +2,7 @@
 real 3B on CPU").
 
 Fast (always run): the published configurations build (on the meta device: no memory) into
-modules whose parameter counts equal :mod:`hoi_r1.memory_model`'s, and the local processor's
+modules whose parameter counts equal :mod:`hoi_r1.model_dims`', and the local processor's
 special tokens sit at the published ids.
 
 Slow (opt-in, ``make test-slow`` or ``pytest -m slow tests/test_real_architecture.py -s``): a
@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from hoi_r1.memory_model import ModelDims, merger_parameters, parameter_count, trainable_parameters
+from hoi_r1.model_dims import ModelDims, merger_parameters, parameter_count, trainable_parameters
 from hoi_r1.models import ModelSettings, apply_freezing
 from hoi_r1.reference_models import REFERENCE_CONFIGS, build_reference_model, reference_config, reference_processor
 

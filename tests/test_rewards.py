@@ -12,17 +12,11 @@ from helpers.answers import A, B, EMPTY_TARGET, FRAME, NO_GT_TARGET, O0, O1, SAM
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hoi_r1.answer import render_answer
+from hoi_r1.answer_render import render_answer
 from hoi_r1.boxes import box_iou
 from hoi_r1.frames import Frame
-from hoi_r1.rewards import (
-    BOX_TOLERANCE,
-    REWARDS,
-    CompletionReward,
-    RewardTarget,
-    RewardWeights,
-    score_completions,
-)
+from hoi_r1.reward_target import RewardTarget
+from hoi_r1.rewards import BOX_TOLERANCE, REWARDS, CompletionReward, RewardWeights, score_completions
 
 PERFECT = answer(A, B)
 
@@ -164,7 +158,8 @@ def test_reward_table(reward, case, completion, target, expected, why):
 
 def test_hits_are_the_metrics_true_positives():
     """recall x truth = the true positives the metric itself marks for the same answer and image."""
-    from hoi_r1.answer import parse_answer, to_metric_preds
+    from hoi_r1.answer import parse_answer
+    from hoi_r1.metric_input import to_metric_preds
     from hoi_r1.hoi_map import targets_from_sample
     from hoi_r1.metric import HOIMeanAveragePrecision
 
@@ -193,7 +188,7 @@ DETECTION_HIT_CASES = [  # (id, completion, per triplet per verb: hit?, why)
 
 @pytest.mark.parametrize("case, completion, expected, why", DETECTION_HIT_CASES, ids=[c[0] for c in DETECTION_HIT_CASES])
 def test_detection_hits_flag_each_written_verb(case, completion, expected, why):
-    from hoi_r1.rewards import JudgedAnswer
+    from hoi_r1.judged_answer import JudgedAnswer
 
     judged = JudgedAnswer.read(completion, TARGET)
     assert judged.detection_hits == expected, why
@@ -306,7 +301,8 @@ def test_nan_coordinates_score_zero_iou_without_failing():
 
 
 def test_evaluation_reward_means_count_each_image_once_and_skip_rewards_that_do_not_apply():
-    from hoi_r1.rewards import JudgedAnswer, score_answers
+    from hoi_r1.judged_answer import JudgedAnswer
+    from hoi_r1.rewards import score_answers
     from hoi_r1.rollout.stats import RewardAverages
 
     weights = RewardWeights(format=1.0, keys=0.0, label=0.0, iou=0.0, recall=2.0, precision=0.0)

@@ -277,7 +277,7 @@ def test_grpo_trains_through_the_vllm_engine(fake_vllm, tiny_model_dir, syntheti
     from helpers.grpo import ToyRewardGRPO
 
     from hoi_r1.datamodule import HOIDataModule, SplitFiles
-    from hoi_r1.grpo import GRPOLossSettings, RolloutSettings
+    from hoi_r1.grpo_settings import GRPOLossSettings, RolloutSettings
     from hoi_r1.prompts import PromptConfig
 
     L.seed_everything(0)

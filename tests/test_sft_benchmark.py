@@ -4,7 +4,9 @@ and end with the same weights."""
 import pytest
 import torch
 
-from benchmarks.sft_benchmark import BenchSettings, compare, datamodule, format_table, main, run_ours, run_trl
+from benchmarks.sft_benchmark import compare, format_table, main
+from benchmarks.sft_runs import BenchSettings, datamodule, run_ours
+from benchmarks.sft_trl import run_trl
 
 
 SETTINGS = BenchSettings(steps=2, warmup=1, batch_size=2, lr=1e-3)

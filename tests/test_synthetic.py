@@ -11,21 +11,18 @@ from PIL import Image
 
 from hoi_r1.readers import read_annotations
 from hoi_r1.readers.hico_det import read_validity_npy
+from hoi_r1.synthetic.relations import AMBIGUOUS, FAR, classify_relation, overlap_share
 from hoi_r1.synthetic.render import COLORS, RAMP_RANGE, render_scene, shape_mask
 from hoi_r1.synthetic.scene import (
-    AMBIGUOUS,
-    FAR,
     OBJECTS,
     VALID_VERBS,
     VERBS,
     Background,
     Scene,
     SyntheticWorldConfig,
-    classify_relation,
-    overlap_share,
-    sample_scene,
     synthetic_vocabulary,
 )
+from hoi_r1.synthetic.scene_sampler import sample_scene
 from hoi_r1.synthetic.world import generate_split, generate_world, main
 
 PERSON = (40, 40, 64, 88)  # H = 48, W = 24, centre x = 52

@@ -13,8 +13,9 @@ from helpers.grpo import grpo_data, grpo_module, grpo_trainer
 from transformers import AutoProcessor
 
 from hoi_r1.generation import char_offsets
-from hoi_r1.grpo import GRPOLossSettings, GRPOModule
-from hoi_r1.rewards import JudgedAnswer
+from hoi_r1.grpo import GRPOModule
+from hoi_r1.grpo_settings import GRPOLossSettings
+from hoi_r1.judged_answer import JudgedAnswer
 from hoi_r1.triplet_credit import ElementCredit, answer_credits, element_credits, group_triplet_advantages, token_credits
 
 NAN = math.nan
@@ -117,7 +118,7 @@ def test_grpo_trains_with_per_token_advantages(tiny_model_dir, synthetic_world, 
 
 
 def test_negative_triplet_credit_and_tool_episodes_are_refused():
-    from hoi_r1.tool_grpo import ToolGRPOModule
+    from hoi_r1.ov_hoi.tool_grpo import ToolGRPOModule
 
     with pytest.raises(ValueError, match="triplet_credit must be >= 0"):
         GRPOModule(loss=GRPOLossSettings(triplet_credit=-1.0))

@@ -65,6 +65,34 @@ def rollout_stats(
     return out
 
 
+def greedy_baseline_stats(total: torch.Tensor, greedy: torch.Tensor, group_size: int) -> dict[str, float]:
+    """How the sampled completions compare with their prompt's greedy answer (``baseline: greedy``).
+
+    Args:
+        total: ``(B*G,)`` total rewards of the samples, the ``G`` of a prompt contiguous (NaN:
+            no reward applied).
+        greedy: ``(B,)`` total reward of each prompt's greedy answer.
+        group_size: ``G``.
+
+    Returns:
+        ``reward_greedy`` (mean over prompts), ``frac_above_greedy`` and ``frac_below_greedy``
+        (share of the scored samples whose reward is above / below their greedy answer's by more
+        than 1e-6; the rest tie with it).
+
+    >>> out = greedy_baseline_stats(torch.tensor([2.0, 1.0, 1.0, float("nan")]), torch.tensor([1.0, 1.0]), 2)
+    >>> out["reward_greedy"], round(out["frac_above_greedy"], 4), out["frac_below_greedy"]
+    (1.0, 0.3333, 0.0)
+    """
+    grouped, base = total.double().reshape(-1, group_size), greedy.double()[:, None]
+    scored = ~grouped.isnan()
+    count = max(int(scored.sum()), 1)
+    return {
+        "reward_greedy": _mean(greedy[~greedy.isnan()].double()),
+        "frac_above_greedy": float(((grouped > base + 1e-6) & scored).sum()) / count,
+        "frac_below_greedy": float(((grouped < base - 1e-6) & scored).sum()) / count,
+    }
+
+
 def completions_markdown(
     texts: Sequence[str], total: Sequence[float], per_reward: dict[str, Sequence[float | None]],
     file_names: Sequence[str], limit: int, max_chars: int = 600,
@@ -140,37 +168,3 @@ class RewardAverages:
                 out[f"{prefix}/reward/{name}" if name else f"{prefix}/reward"] = float(sums[f"{name}:sum"]) / count
         return out
 
-
-class EpisodeCounts:
-    """Tool statistics of tool-using episodes (:class:`~hoi_r1.tools.episode.Episode`), summed
-    over the episodes added.
-
-    >>> from hoi_r1.tools.episode import Episode, Turn
-    >>> counts = EpisodeCounts()
-    >>> counts.add([Episode([Turn("assistant", "<answer>[]</answer>")], stop_reason="answer"), Episode([Turn("assistant", "?")])])
-    >>> counts.means()["tools/answered"], counts.means()["tools/turns_per_episode"]
-    (0.5, 1.0)
-    """
-
-    KEYS = ("valid_calls_per_episode", "invalid_calls_per_episode", "redundant_calls_per_episode",
-            "turns_per_episode", "answered", "turn_budget", "truncated")
-
-    def __init__(self) -> None:
-        self.episodes = 0
-        self.sums = dict.fromkeys(self.KEYS, 0.0)
-
-    def add(self, episodes: Sequence) -> None:
-        for e in episodes:
-            self.episodes += 1
-            for key, value in zip(self.KEYS, (e.num_valid_calls, e.num_invalid_calls, e.num_redundant_calls,
-                                              e.model_turns, e.final_answer is not None,
-                                              e.stop_reason == "turn_budget", e.truncated)):
-                self.sums[key] += float(value)
-
-    def means(self, prefix: str = "tools/") -> dict[str, float]:
-        """Per episode (one episode per image in evaluation): valid / invalid / redundant calls and
-        model turns; the share of episodes that answered, that used up the turn budget, and that
-        had a turn cut at the token limit. Empty before any episode was added."""
-        if not self.episodes:
-            return {}
-        return {f"{prefix}{k}": v / self.episodes for k, v in self.sums.items()}

@@ -1,6 +1,7 @@
 """The synthetic HOI world written as a HICO-DET-format dataset: the default data of the demo
-and the tests (users: ``docs/synthetic.md``; the knobs, the scene model and its relation rules:
-:mod:`hoi_r1.synthetic.scene`; drawing: :mod:`hoi_r1.synthetic.render`).
+and the tests (users: ``docs/synthetic.md``; the knobs and the scene model:
+:mod:`hoi_r1.synthetic.scene`; the relation rules: :mod:`hoi_r1.synthetic.relations`; the
+sampler: :mod:`hoi_r1.synthetic.scene_sampler`; drawing: :mod:`hoi_r1.synthetic.render`).
 
 :func:`generate_world` writes ``images/{train,test}/*.png``, ``train.json`` / ``test.json``
 (PPDM/QPIC JSON), ``corre.npy`` and ``vocabulary.json``; :func:`hoi_r1.readers.read_annotations`
@@ -27,7 +28,8 @@ from hoi_r1.progress import progress
 from hoi_r1.readers.hico_det import write_hico_json, write_validity_npy
 from hoi_r1.sample import HOISample
 from hoi_r1.synthetic.render import render_scene
-from hoi_r1.synthetic.scene import Scene, SyntheticWorldConfig, sample_scene, synthetic_vocabulary
+from hoi_r1.synthetic.scene import Scene, SyntheticWorldConfig, synthetic_vocabulary
+from hoi_r1.synthetic.scene_sampler import sample_scene
 from hoi_r1.vocab import count_pairs
 
 

@@ -10,6 +10,11 @@ subprocess configurations name their classes ``helpers.<module>.<Class>``:
 - :mod:`helpers.grpo`: GRPO modules with a reward a random tiny model can earn, and the small
   module / trainer / data builders of the in-process GRPO tests;
 - :mod:`helpers.answers`: the reward tests' two-pair ground truth and the answers written about it;
+- :mod:`helpers.metric_cases`: hand-worked HOI-mAP cases with known AP;
+- :mod:`helpers.metric_data`: random HOI-mAP data for the reference parity tests;
+- :mod:`helpers.metric_reference`: the per-detection loop references of every protocol, built on
+  :mod:`helpers.qpic_reference`, :mod:`helpers.hoi_r1_reference`, :mod:`helpers.pocket_reference`
+  and :mod:`helpers.thid_reference` (each evaluator's own control flow);
 - :mod:`helpers.rollout`: generation batches of images of different sizes;
 - :mod:`helpers.tool_world`: the tool-mode world (detections, cold-start traces) and a scripted
   cold-start teacher;

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 
 from hoi_r1.frames import Frame
-from hoi_r1.rewards import RewardTarget
+from hoi_r1.reward_target import RewardTarget
 from hoi_r1.sample import HOISample
 from hoi_r1.vocab import HOIVocabulary
 

@@ -13,7 +13,8 @@ import torch
 
 from hoi_r1.datamodule import HOIDataModule, SplitFiles
 from hoi_r1.generation import GenerationSettings
-from hoi_r1.grpo import GRPOLogSettings, GRPOLossSettings, GRPOModule, RolloutSettings
+from hoi_r1.grpo import GRPOModule
+from hoi_r1.grpo_settings import GRPOLogSettings, GRPOLossSettings, RolloutSettings
 from hoi_r1.models import ModelSettings
 from hoi_r1.prompts import PromptConfig
 from hoi_r1.rewards import RewardBreakdown
@@ -30,9 +31,9 @@ def distinct_characters(text: str) -> float:
 class ToyRewardGRPO(GRPOModule):
     """:class:`GRPOModule` whose total reward adds :func:`distinct_characters`."""
 
-    def score(self, texts, targets) -> RewardBreakdown:
-        real = super().score(texts, targets)
-        extra = [distinct_characters(t) for t in texts]
+    def score(self, completions, targets) -> RewardBreakdown:
+        real = super().score(completions, targets)
+        extra = [distinct_characters(t) for t in completions.texts]
         return RewardBreakdown(
             per_reward={**real.per_reward, "distinct_chars": extra},
             total=[a + b for a, b in zip(real.total, extra)],

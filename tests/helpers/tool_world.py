@@ -10,9 +10,9 @@ import numpy as np
 
 from hoi_r1.frames import Frame
 from hoi_r1.image_dataset import load_image
+from hoi_r1.ov_hoi.cold_start import ColdStartConfig, cold_start_teacher, write_cold_start
+from hoi_r1.ov_hoi.detection import DetectionsFile, FileDetectionBackend, noisy_detections
 from hoi_r1.readers import read_annotations
-from hoi_r1.tools.cold_start import ColdStartConfig, cold_start_teacher, write_cold_start
-from hoi_r1.tools.detection import DetectionsFile, FileDetectionBackend, noisy_detections
 
 COLD_START = ColdStartConfig(min_pixels=3136, max_pixels=12544, zoom=True)  # the tiny processor's pixel limits
 JUNK = "I am not sure."

@@ -1,0 +1,85 @@
+"""The settings of the GRPO stage (:class:`~hoi_r1.grpo.GRPOModule`'s constructor arguments, the
+``model.init_args`` keys ``rollout``, ``loss`` and ``logging`` of a config): how training
+completions are sampled, the objective, and what is shown besides the scalar curves
+(docs/grpo.md, "Settings").
+
+>>> GRPOLossSettings(loss_type="grpo", baseline="greedy").scale_rewards
+'group'
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from hoi_r1.grpo_loss import Baseline, LossType, ScaleRewards
+
+@dataclass
+class RolloutSettings:
+    """How training completions are sampled.
+
+    Args:
+        num_generations: ``G``, completions per prompt (the group of the advantages).
+        max_completion_length: longest completion in tokens.
+        temperature: sampling temperature ``τ`` (every log-prob pass divides logits by it).
+        top_p: nucleus sampling mass.
+        top_k: keep only the ``top_k`` most likely tokens (0 disables).
+    """
+
+    num_generations: int = 8
+    max_completion_length: int = 512
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+
+
+@dataclass
+class GRPOLossSettings:
+    """The GRPO objective (docs/grpo.md).
+
+    Args:
+        loss_type: normalisation: ``grpo`` | ``bnpo`` | ``dr_grpo`` | ``dapo`` (TRL's conventions).
+        epsilon_low: lower clip ``ρ ≥ 1 − ε_low``.
+        epsilon_high: upper clip ``ρ ≤ 1 + ε_high`` (DAPO's clip-higher: 0.28).
+        beta: KL weight ``β``; 0 needs no reference policy.
+        kl_ratio_correction: multiply the KL term by ``ρ`` (TRL 1.16's ``use_bias_correction_kl``).
+        scale_rewards: divide advantages by the std of the ``group``, the ``batch`` or ``none``.
+        baseline: what a completion's reward is measured against: the mean of its ``group``
+            (GRPO) or the reward of the prompt's ``greedy`` answer, decoded once per prompt and
+            generation batch (ReMax's baseline; docs/grpo.md). Single-turn answers only.
+        num_iterations: optimisation passes over each generation batch (``μ`` of GRPO).
+        triplet_credit: weight ``λ`` of the per-detection advantages added to the tokens of each
+            answer element (:mod:`hoi_r1.triplet_credit`); 0: every token gets its
+            completion's advantage (plain GRPO). Single-turn answers only.
+        steps_per_generation: micro-batches one generation batch is cut into; ``None``: the
+            trainer's ``accumulate_grad_batches`` (one optimizer step per generation batch).
+            Must be a multiple of ``accumulate_grad_batches``.
+    """
+
+    loss_type: LossType = "dapo"
+    epsilon_low: float = 0.2
+    epsilon_high: float = 0.2
+    beta: float = 0.0
+    kl_ratio_correction: bool = False
+    scale_rewards: ScaleRewards = "group"
+    baseline: Baseline = "group"
+    num_iterations: int = 1
+    triplet_credit: float = 0.0
+    steps_per_generation: int | None = None
+
+
+@dataclass
+class GRPOLogSettings:
+    """What GRPO shows besides the scalar curves.
+
+    Args:
+        completions: completions (with their rewards) written as TensorBoard text per logged rollout.
+        every_n_generations: log them every this many generation batches.
+    """
+
+    completions: int = 4
+    every_n_generations: int = 10
+
+
+torch.serialization.add_safe_globals([RolloutSettings, GRPOLossSettings, GRPOLogSettings])  # hyper-parameters inside checkpoints
