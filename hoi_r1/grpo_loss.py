@@ -12,12 +12,9 @@ The algorithm, for one generation batch (sources in brackets):
    (Dr. GRPO, Liu et al. 2025: dividing by the group std over-weights too easy and too hard
    prompts). A completion for which no reward applies (NaN total) is left out of its group's
    statistics and gets ``A = 0`` (TRL). We also set ``A = 0`` exactly in groups whose rewards are
-   all equal (where TRL leaves ``±1e-13`` rounding residue). ``baseline: greedy`` measures each
-   reward against the reward of the prompt's greedy answer instead of the group mean,
-   ``A_i = (r_i - r_greedy) / (std(r) + 1e-4)`` (the greedy baseline of ReMax, Li et al. 2023,
-   "ReMax: A Simple, Effective, and Efficient Reinforcement Learning Method for Aligning Large
-   Language Models"): a sample earns a positive advantage only by beating the answer the model
-   would give at evaluation, which is what greedy evaluation pays for.
+   all equal (where TRL leaves ``±1e-13`` rounding residue). ``baseline: greedy``: the centre is
+   the reward of the prompt's greedy answer, ``A_i = (r_i - r_greedy) / (std(r) + 1e-4)`` (ReMax,
+   Li et al. 2023): a sample gains only by beating the answer greedy evaluation would see.
 3. Log-probabilities ``log π(o_t | q, o_<t)`` from logits divided by ``τ`` — the distribution
    the tokens were sampled from — in every pass: policy, old and reference (TRL)
    (:func:`per_token_logps`, one chunk of rows at a time to bound memory).

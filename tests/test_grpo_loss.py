@@ -69,9 +69,8 @@ def test_greedy_baseline_by_hand():
     r = torch.tensor([3.0, 1.0, 2.0, 0.0, 0.0, 6.0])
     a, _ = group_advantages(r, 3, "none", baseline=torch.tensor([2.0, 6.0]))
     assert a.tolist() == pytest.approx([1.0, -1.0, 0.0, -6.0, -6.0, 0.0])
-    # scaled by the group's std as ever: group 2's std is sqrt(12)
-    a, _ = group_advantages(r, 3, "group", baseline=torch.tensor([2.0, 6.0]))
-    assert a[3:].tolist() == pytest.approx([-6 / (math.sqrt(12) + EPS), -6 / (math.sqrt(12) + EPS), 0.0])
+    a, _ = group_advantages(r, 3, "group", baseline=torch.tensor([2.0, 6.0]))  # group 2's std: sqrt(12)
+    assert a[3:].tolist() == pytest.approx([-6 / (math.sqrt(12) + EPS)] * 2 + [0.0])
     # a group whose samples all tie gets 0 even when the greedy answer differs; NaN: the group mean
     a, stats = group_advantages(torch.tensor([1.0, 1.0, 0.0, 2.0]), 2, "none", baseline=torch.tensor([3.0, math.nan]))
     assert a.tolist() == [0.0, 0.0, -1.0, 1.0] and stats.zero_std_groups == 1
