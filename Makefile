@@ -11,8 +11,8 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
-$(STAMP): $(BIN)/python setup.cfg pyproject.toml
-	$(BIN)/pip install -q -e ".[dev]"
+$(STAMP): $(BIN)/python setup.cfg pyproject.toml constraints.txt
+	$(BIN)/pip install -q -e ".[dev]" -c constraints.txt   # the versions the docs' figures were measured with
 	touch $(STAMP)
 
 install: $(STAMP)
