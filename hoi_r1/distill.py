@@ -11,15 +11,16 @@ truth</answer>``. ``hoi-r1 distill`` (:func:`main`) collects the reasoning half:
    arrives at that answer, written as a discovery, in plain text, without the answer itself;
 3. :func:`extract_reasoning` keeps the reasoning of ``choices[0].message.content`` (teachers
    that copy the ``<think>``/``<answer>`` layout anyway are unwrapped);
-4. one ``{"file_name", "reasoning"}`` JSON line per image is appended and flushed as soon as it
-   arrives; :func:`hoi_r1.image_dataset.read_reasonings` reads the file (``data.reasoning_file``).
+4. one ``{"file_name", "reasoning"}`` JSON line per image is appended, in the input order, and
+   flushed at once; :func:`hoi_r1.image_dataset.read_reasonings` reads the file (``data.reasoning_file``).
 
-Robustness, all with the standard library (``urllib.request``): a probe of ``{base_url}/models``
-before the first image (an unreachable server is one clear error); retries with exponential
-backoff and seeded jitter on connection errors, timeouts, HTTP 429 and 5xx, honouring
-``Retry-After``; an immediate error showing the response body on any other 4xx; a client-side
-request spacing (:class:`hoi_r1.teacher_client.RateLimiter`); optional worker threads; and resumption: file names
-already in the output are skipped, a half-written last line is cut off (:func:`completed_file_names`).
+The endpoint is :class:`hoi_r1.teacher_client.TeacherClient` (the ``openai`` SDK, extra
+``hoi-r1[distill]``): a probe of ``{base_url}/models`` before the first image (an unreachable
+server is one clear error); the SDK's retries with backoff on connection errors, timeouts, 429
+and 5xx, honouring ``Retry-After`` (``--max-retries``, ``--timeout``); an immediate error naming
+the endpoint, the image and the HTTP status on any other 4xx; client-side request spacing; up to
+``--max-concurrency`` requests in flight; and resumption: file names already in the output are
+skipped, a half-written last line is cut off (:func:`completed_file_names`).
 User guide: ``docs/distill.md``.
 """
 
@@ -35,7 +36,7 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Sequence, TextIO
 
 from PIL import Image, ImageOps
 
@@ -193,16 +194,18 @@ def distill(
     out: str | Path,
     client: TeacherClient,
     frame_kind: str = "absolute_original",
-    workers: int = 1,
+    max_concurrency: int = 4,
     min_pixels: int = DEFAULT_MIN_PIXELS,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     log: Callable[[str], None] = print,
 ) -> DistillSummary:
     """Ask the teacher for the reasoning of every sample not yet in ``out`` and append it there.
 
-    Lines are written by this thread only, in completion order, each flushed to disk at once.
-    On a :class:`TeacherError` no new request starts, the requests in flight finish and are
-    written, and the error is raised.
+    At most ``max_concurrency`` requests are in flight. Lines are written by this thread only,
+    in the order of ``samples``, each flushed to disk at once (a finished reply waits for the
+    earlier ones; at most ``4 * max_concurrency`` images are started ahead of the first
+    unwritten one). On a :class:`TeacherError` no new request starts, the requests in flight
+    finish, every finished reply is written (in order), and the error is raised.
 
     Args:
         samples: training images with their annotations.
@@ -210,13 +213,13 @@ def distill(
         out: output JSONL (appended to; created with its folder when missing).
         client: the teacher client.
         frame_kind: coordinate frame of the answers shown to the teacher.
-        workers: requests in flight at once.
+        max_concurrency: most requests in flight at once (threads).
         min_pixels: processor's smallest image area (``absolute_resized`` frames only).
         max_pixels: processor's largest image area (``absolute_resized`` frames only).
         log: where progress lines go.
     """
-    if workers < 1:
-        raise ValueError(f"workers must be at least 1, found {workers}")
+    if max_concurrency < 1:
+        raise ValueError(f"max_concurrency must be at least 1, found {max_concurrency}")
     out = Path(out)
     done = completed_file_names(out)
     summary = DistillSummary(considered=len(samples))
@@ -232,7 +235,7 @@ def distill(
     def one(sample: HOISample) -> tuple[HOISample, str, str]:
         frame = Frame.for_image(frame_kind, sample.width, sample.height, min_pixels, max_pixels)
         prompt = distillation_prompt(answer_json(sample, vocab, frame), frame)
-        reply = client.chat(encode_image(sample), prompt)
+        reply = client.chat(encode_image(sample), prompt, image=sample.file_name)
         try:
             choice = reply["choices"][0]
             content = choice["message"].get("content")
@@ -247,37 +250,57 @@ def distill(
     out.parent.mkdir(parents=True, exist_ok=True)
     error: BaseException | None = None
     start = time.perf_counter()
-    queue = iter(pending)
-    with out.open("a", encoding="ascii") as sink, ThreadPoolExecutor(max_workers=workers) as pool, \
+    window = 4 * max_concurrency
+    finished_results: dict[int, tuple[HOISample, str, str]] = {}  # index in pending -> result
+    submitted = written_upto = 0  # pending[:written_upto] are written (or skipped)
+
+    def write(sink: TextIO, sample: HOISample, reasoning: str, why: str) -> None:
+        if not reasoning:
+            summary.skipped[sample.file_name] = why
+            log(f"warning: {sample.file_name}: {why}; no line written")
+            return
+        sink.write(json.dumps({"file_name": sample.file_name, "reasoning": reasoning}) + "\n")
+        sink.flush()
+        os.fsync(sink.fileno())
+        summary.written += 1
+        if summary.written % 25 == 0:
+            rate = summary.written / max(time.perf_counter() - start, 1e-9) * 60
+            log(f"{summary.written}/{len(pending)} written ({rate:.1f} images/min)")
+
+    with out.open("a", encoding="ascii") as sink, ThreadPoolExecutor(max_workers=max_concurrency) as pool, \
             progress_bar(len(pending), "distill") as bar:
-        running: set[Future] = set()
+        running: dict[Future, int] = {}
         while True:
-            while error is None and len(running) < workers and (sample := next(queue, None)) is not None:
-                running.add(pool.submit(one, sample))
+            while (error is None and len(running) < max_concurrency and submitted < len(pending)
+                   and submitted - written_upto < window):
+                running[pool.submit(one, pending[submitted])] = submitted
+                submitted += 1
             if not running:
                 break
-            finished, running = wait(running, return_when=FIRST_COMPLETED)
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
             for future in finished:
+                index = running.pop(future)
                 bar.update(1)
                 try:
-                    sample, reasoning, why = future.result()
+                    finished_results[index] = future.result()
                 except Exception as e:  # noqa: BLE001 - the first error stops the run, the rest finish
                     error = error or e
-                    continue
-                if not reasoning:
-                    summary.skipped[sample.file_name] = why
-                    log(f"warning: {sample.file_name}: {why}; no line written")
-                    continue
-                sink.write(json.dumps({"file_name": sample.file_name, "reasoning": reasoning}) + "\n")
-                sink.flush()
-                os.fsync(sink.fileno())
-                summary.written += 1
-                if summary.written % 25 == 0:
-                    rate = summary.written / max(time.perf_counter() - start, 1e-9) * 60
-                    log(f"{summary.written}/{len(pending)} written ({rate:.1f} images/min)")
+            while written_upto in finished_results:
+                write(sink, *finished_results.pop(written_upto))
+                written_upto += 1
+        for index in sorted(finished_results):  # after an error: replies that came after a failed one
+            write(sink, *finished_results.pop(index))
     if error is not None:
         raise error
     return summary
+
+
+REMOVED_FLAGS = {
+    "--backoff-base": "the openai SDK retries with its own exponential backoff (and honours Retry-After); "
+                      "tune --max-retries and --timeout instead",
+    "--seed": "the openai SDK's retry jitter is not seeded; drop the flag",
+}
+"""Flags of the hand-written client that no longer apply, with the reason shown when one is given."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -298,29 +321,34 @@ def main(argv: Sequence[str] | None = None) -> int:
                         default=d.max_tokens_field, help="request field of --max-tokens (default: %(default)s)")
     parser.add_argument("--temperature", type=float, default=d.temperature, help="default: %(default)s")
     parser.add_argument("--requests-per-minute", type=float, default=d.requests_per_minute,
-                        help="client-side rate limit, 0 for none (default: %(default)s)")
-    parser.add_argument("--max-retries", type=int, default=d.max_retries, help="default: %(default)s")
-    parser.add_argument("--backoff-base", type=float, default=d.backoff_base_s,
-                        help="first retry delay in seconds, doubled per retry (default: %(default)s)")
-    parser.add_argument("--timeout", type=float, default=d.timeout_s, help="seconds per request (default: %(default)s)")
-    parser.add_argument("--workers", type=int, default=1, help="requests in flight at once (default: %(default)s)")
+                        help="client-side spacing of requests, 0 for none (default: %(default)s)")
+    parser.add_argument("--max-retries", type=int, default=d.max_retries,
+                        help="retries of one request by the openai SDK (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=d.timeout_s,
+                        help="seconds per attempt, the SDK's timeout (default: %(default)s)")
+    parser.add_argument("--max-concurrency", "--workers", dest="max_concurrency", type=int, default=4,
+                        help="most requests in flight at once (--workers is the old name; default: %(default)s)")
+    for removed in REMOVED_FLAGS:
+        parser.add_argument(removed, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--limit", type=int, default=None, help="only the first LIMIT images of the file")
     parser.add_argument("--frame", choices=FRAME_KINDS, default="absolute_original",
                         help="coordinate frame of the answers shown to the teacher (default: %(default)s)")
     parser.add_argument("--min-pixels", type=int, default=DEFAULT_MIN_PIXELS, help="for --frame absolute_resized")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS, help="for --frame absolute_resized")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the retry jitter (default: %(default)s)")
     parser.add_argument("--no-probe", action="store_true", help="skip the GET {base-url}/models check")
     args = parser.parse_args(argv)
+    for removed, why in REMOVED_FLAGS.items():
+        if getattr(args, removed.lstrip("-").replace("-", "_")) is not None:
+            parser.error(f"{removed} was removed: {why}")
+    if args.max_concurrency < 1:
+        parser.error(f"--max-concurrency must be at least 1, found {args.max_concurrency}")
     if args.limit is not None and args.limit < 0:
         parser.error(f"--limit must not be negative, found {args.limit}")
     try:
         config = TeacherConfig(
             base_url=args.base_url, model=args.model or "", api_key=os.environ.get(args.api_key_env) or None,
-            max_tokens=args.max_tokens, max_tokens_field=args.max_tokens_field, temperature=args.temperature, timeout_s=args.timeout,
-            max_retries=args.max_retries, backoff_base_s=args.backoff_base,
-            backoff_max_s=max(d.backoff_max_s, args.backoff_base), requests_per_minute=args.requests_per_minute,
-            seed=args.seed,
+            max_tokens=args.max_tokens, max_tokens_field=args.max_tokens_field, temperature=args.temperature,
+            timeout_s=args.timeout, max_retries=args.max_retries, requests_per_minute=args.requests_per_minute,
         )
     except ValueError as e:
         parser.error(str(e))
@@ -335,7 +363,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     samples = dataset.samples[: args.limit] if args.limit is not None else dataset.samples
     print(f"{len(samples)} images from {args.annotations}; teacher {config.root} "
           f"({'API key from $' + args.api_key_env if config.api_key else 'no API key'})")
-    client = TeacherClient(config)
+    try:
+        client = TeacherClient(config)
+    except ImportError as e:
+        print(f"hoi-r1 distill: {e}", file=sys.stderr)
+        return 2
     try:
         if not args.no_probe:
             listed = client.probe()
@@ -346,7 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"warning: the server lists {listed}, not {args.model!r}", file=sys.stderr)
         if not config.model:
             parser.error("--model is needed (the server listed no model, or --no-probe was given)")
-        summary = distill(samples, dataset.vocab, args.out, client, args.frame, args.workers,
+        summary = distill(samples, dataset.vocab, args.out, client, args.frame, args.max_concurrency,
                           args.min_pixels, args.max_pixels)
     except (TeacherError, OSError, ValueError) as e:
         print(f"hoi-r1 distill: {e}", file=sys.stderr)

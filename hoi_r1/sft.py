@@ -56,6 +56,9 @@ class SFTModule(HOIModule):
         evaluation: HOI-mAP protocol and confidence scores.
         log_examples: images with drawn predictions (and completions as text) logged per
             validation epoch.
+        init_from_checkpoint: a hoi_r1 ``.ckpt`` whose model weights replace the loaded ones
+            before training (fine-tuning further from an SFT checkpoint with a new schedule;
+            ``--ckpt_path`` resumes a run instead); ``None`` keeps ``model``'s.
     """
 
     train_batch_kind = "sft"
@@ -68,8 +71,10 @@ class SFTModule(HOIModule):
         generation: GenerationSettings = GenerationSettings(),
         evaluation: EvaluationSettings = EvaluationSettings(),
         log_examples: int = 2,
+        init_from_checkpoint: str | None = None,
     ) -> None:
-        super().__init__(model, optimizer, scheduler, generation, evaluation, log_examples)
+        super().__init__(model, optimizer, scheduler, generation, evaluation, log_examples,
+                         init_from_checkpoint=init_from_checkpoint)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         self._tokens = 0
         self._clock = None

@@ -6,8 +6,9 @@ import base64
 import hashlib
 import io
 import json
-import random
 import socket
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,7 +17,7 @@ import pytest
 from PIL import Image
 
 from hoi_r1.distill import answer_json, completed_file_names, extract_reasoning, main
-from hoi_r1.teacher_client import TeacherClient, TeacherConfig, TeacherError, backoff_delay
+from hoi_r1.teacher_client import INSTALL_HINT, TeacherClient, TeacherConfig, TeacherError
 from hoi_r1.answer_render import render_answer
 from hoi_r1.frames import Frame
 from hoi_r1.image_dataset import load_image, read_reasonings
@@ -48,6 +49,7 @@ class FakeTeacher:
         self.models = models
         self.requests: list[dict] = []
         self.lock = threading.Lock()
+        self.in_flight = self.max_in_flight = 0
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -61,9 +63,16 @@ class FakeTeacher:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with fake.lock:
                     n = len(fake.requests)
-                    fake.requests.append({"path": self.path, "headers": dict(self.headers), "body": body,
+                    fake.requests.append({"path": self.path, "headers": {k.title(): v for k, v in self.headers.items()}, "body": body,
                                           "time": time.monotonic()})
-                fake._send(self, *fake.script(n, body))
+                    fake.in_flight += 1
+                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
+                try:
+                    reply = fake.script(n, body)
+                finally:
+                    with fake.lock:
+                        fake.in_flight -= 1
+                fake._send(self, *reply)
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
@@ -112,7 +121,7 @@ def world(tmp_path_factory):
 def run_main(world, url, out, *extra):
     root = world[0]
     return main(["--annotations", str(root / "train.json"), "--out", str(out), "--base-url", url,
-                 "--requests-per-minute", "0", "--backoff-base", "0.001", "--max-retries", "2",
+                 "--requests-per-minute", "0", "--max-retries", "2",
                  "--timeout", "5", *extra])
 
 
@@ -151,6 +160,16 @@ def test_every_image_gets_its_reasoning(world, teacher_factory, tmp_path, monkey
     assert target.startswith(f"<think>{reasonings[sample.file_name]}</think><answer>[")
 
 
+def test_a_teacher_on_this_machine_bypasses_the_environments_proxy(world, teacher_factory, tmp_path, monkeypatch):
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.setenv(name, "http://10.255.255.1:9")  # a proxy that answers nothing
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    server = teacher_factory()
+    assert run_main(world, server.url, tmp_path / "r.jsonl", "--limit", "1", "--max-retries", "0", "--timeout", "3") == 0
+    assert len(server.requests) == 1
+
+
 def test_frame_flag_and_model_from_listing(world, teacher_factory, tmp_path):
     _, dataset, digests = world
     server = teacher_factory(models=("listed-model", "other"))
@@ -171,7 +190,7 @@ def test_api_key_is_sent_and_never_printed(world, teacher_factory, tmp_path, mon
     monkeypatch.setenv("HOI_TEACHER_KEY", secret)
     server = teacher_factory(lambda n, body: ok_reply(body) if n == 0 else (401, {}, {"error": "bad key"}))
     assert run_main(world, server.url, tmp_path / "r.jsonl", "--model", "teacher-1",
-                    "--api-key-env", "HOI_TEACHER_KEY") == 1
+                    "--api-key-env", "HOI_TEACHER_KEY", "--max-concurrency", "1") == 1
     assert [r["headers"]["Authorization"] for r in server.requests] == [f"Bearer {secret}"] * 2
     printed = capsys.readouterr()
     assert "HTTP 401" in printed.err and "bad key" in printed.err
@@ -179,15 +198,19 @@ def test_api_key_is_sent_and_never_printed(world, teacher_factory, tmp_path, mon
 
 
 def client_for(server, **kwargs):
-    sleeps: list[float] = []
-    settings = dict(base_url=server.url, model="m", requests_per_minute=0, backoff_base_s=0.5, seed=3)
-    return TeacherClient(TeacherConfig(**{**settings, **kwargs}), sleep=sleeps.append), sleeps
+    settings = dict(base_url=server.url, model="m", requests_per_minute=0, max_retries=2, timeout_s=5)
+    return TeacherClient(TeacherConfig(**{**settings, **kwargs}))
+
+
+# The SDK waits min(0.5 * 2^k, 8) s times a factor in [0.75, 1] before retry k unless the server
+# names a wait (Retry-After, or retry-after-ms) of at most 60 s; the fake server names short ones.
+FAST = {"retry-after-ms": "10"}
 
 
 def test_retries_on_500_then_429_with_retry_after(teacher_factory):
-    statuses = [(500, {}, "overloaded"), (429, {"Retry-After": "7"}, {"error": "slow down"})]
+    statuses = [(500, {"retry-after-ms": "20"}, "overloaded"), (429, {"Retry-After": "1"}, {"error": "slow down"})]
     server = teacher_factory(lambda n, body: statuses[n] if n < len(statuses) else ok_reply(body))
-    client, sleeps = client_for(server)
+    client = client_for(server)
     image = Image.new("RGB", (8, 6), (10, 20, 30))
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
@@ -195,40 +218,51 @@ def test_retries_on_500_then_429_with_retry_after(teacher_factory):
     reply = client.chat(url, "why?")
     assert extract_reasoning(reply["choices"][0]["message"]["content"]).endswith(f"{pixel_digest(image)}.")
     assert len(server.requests) == 3
-    # first wait: the seeded exponential backoff; second: the server's Retry-After, as given
-    assert sleeps == [backoff_delay(0, 0.5, 60.0, random.Random(3)), 7.0]
-    assert 0.25 <= sleeps[0] < 0.5
+    # each wait is the one the server named, not the SDK's own backoff (at least 0.375 s first)
+    first, second = (b["time"] - a["time"] for a, b in zip(server.requests, server.requests[1:]))
+    assert first < 0.3
+    assert 0.95 <= second < 3.0
 
 
-def test_gives_up_after_max_retries_with_growing_delays(teacher_factory):
-    server = teacher_factory(lambda n, body: (503, {}, "down for maintenance"))
-    client, sleeps = client_for(server, max_retries=4, backoff_base_s=0.1, backoff_max_s=0.5)
-    with pytest.raises(TeacherError, match="5 attempts failed, the last with HTTP 503.*down for maintenance"):
-        client.chat("data:image/png;base64,AAAA", "x")
+def test_gives_up_after_max_retries(teacher_factory):
+    server = teacher_factory(lambda n, body: (503, FAST, "down for maintenance"))
+    client = client_for(server, max_retries=4)
+    with pytest.raises(TeacherError, match="for image a.png: 5 attempts failed, the last with HTTP 503.*down for "
+                                           "maintenance"):
+        client.chat("data:image/png;base64,AAAA", "x", image="a.png")
     assert len(server.requests) == 5
-    assert len(sleeps) == 4
-    for k, delay in enumerate(sleeps):
-        cap = min(0.5, 0.1 * 2**k)
-        assert 0.5 * cap <= delay < cap
+
+
+def test_backoff_without_retry_after_is_the_sdks(teacher_factory):
+    server = teacher_factory(lambda n, body: (502, {}, "gone") if n == 0 else ok_reply(body))
+    client = client_for(server, max_retries=1)
+    image = Image.new("RGB", (4, 4))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    client.chat("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(), "x")
+    assert len(server.requests) == 2
+    assert 0.35 <= server.requests[1]["time"] - server.requests[0]["time"] < 3.0
 
 
 def test_other_4xx_fails_fast_with_body(world, teacher_factory, tmp_path, capsys):
     body = {"error": {"message": "image has 99999 tokens, more than the 4096 allowed"}}
     server = teacher_factory(lambda n, _: (400, {}, body))
     out = tmp_path / "r.jsonl"
-    assert run_main(world, server.url, out, "--model", "teacher-1") == 1
+    assert run_main(world, server.url, out, "--model", "teacher-1", "--max-concurrency", "1") == 1
     assert len(server.requests) == 1
     err = capsys.readouterr().err
     assert "HTTP 400" in err and "more than the 4096 allowed" in err and server.url in err
+    assert f"for image {world[1].samples[0].file_name}" in err and "attempts failed" not in err
     assert completed_file_names(out) == set()
 
 
 def test_resume_after_interruption(world, teacher_factory, tmp_path, capsys):
     _, dataset, digests = world
     k = 2
-    broken = teacher_factory(lambda n, body: ok_reply(body) if n < k else (502, {}, "gone"))
+    broken = teacher_factory(lambda n, body: ok_reply(body) if n < k else (502, FAST, "gone"))
     out = tmp_path / "r.jsonl"
-    assert run_main(world, broken.url, out, "--model", "teacher-1", "--max-retries", "1") == 1
+    assert run_main(world, broken.url, out, "--model", "teacher-1", "--max-retries", "1",
+                    "--max-concurrency", "1") == 1
     assert len(broken.requests) == k + 2  # k answered, then one image tried twice
     assert f"holds {k} reasonings" in capsys.readouterr().err
     first = read_reasonings(out)
@@ -337,3 +371,74 @@ def test_workers_and_rate_limit(world, teacher_factory, tmp_path):
 )
 def test_extract_reasoning(content, expected):
     assert extract_reasoning(content) == expected
+
+
+def test_max_concurrency_bounds_requests_in_flight_and_keeps_input_order(world, teacher_factory, tmp_path):
+    _, dataset, digests = world
+
+    def slow(n, body):
+        time.sleep(0.3 if n == 0 else 0.1)  # the first image answers last
+        return ok_reply(body)
+
+    server = teacher_factory(slow)
+    out = tmp_path / "r.jsonl"
+    assert run_main(world, server.url, out, "--model", "teacher-1", "--max-concurrency", "3") == 0
+    assert len(server.requests) == NUM_TRAIN
+    assert 1 < server.max_in_flight <= 3
+    names = [json.loads(line)["file_name"] for line in out.read_text().splitlines()]
+    assert names == [s.file_name for s in dataset.samples]  # input order, whatever the reply order
+    reasonings = read_reasonings(out)
+    for digest, sample in digests.items():
+        assert reasonings[sample.file_name] == f"I count the people in picture {digest}."
+
+
+def test_max_concurrency_one_sends_one_at_a_time(world, teacher_factory, tmp_path):
+    server = teacher_factory(lambda n, body: (time.sleep(0.05), ok_reply(body))[1])
+    assert run_main(world, server.url, tmp_path / "r.jsonl", "--model", "teacher-1", "--max-concurrency", "1") == 0
+    assert server.max_in_flight == 1 and len(server.requests) == NUM_TRAIN
+
+
+@pytest.mark.parametrize("flag", ["--backoff-base", "--seed"])
+def test_removed_flags_are_a_clear_error(world, tmp_path, capsys, flag):
+    with pytest.raises(SystemExit) as exit_info:
+        run_main(world, "http://127.0.0.1:9/v1", tmp_path / "r.jsonl", flag, "1")
+    assert exit_info.value.code == 2
+    assert f"{flag} was removed" in capsys.readouterr().err
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_max_concurrency_must_be_positive(world, tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        run_main(world, "http://127.0.0.1:9/v1", tmp_path / "r.jsonl", "--max-concurrency", "0")
+    assert "--max-concurrency must be at least 1" in capsys.readouterr().err
+
+
+def test_distill_imports_without_openai_and_the_client_says_how_to_install():
+    code = ("import sys; sys.modules['openai'] = None\n"
+            "import hoi_r1.distill\n"
+            "from hoi_r1.teacher_client import TeacherClient, TeacherConfig\n"
+            "try:\n    TeacherClient(TeacherConfig())\nexcept ImportError as e:\n    print(e)\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert INSTALL_HINT in result.stdout and "pip install 'hoi-r1[distill]'" in result.stdout
+
+
+def test_replies_after_a_failed_image_are_still_written(world, teacher_factory, tmp_path, capsys):
+    _, dataset, digests = world
+    first = dataset.samples[0]
+
+    def script(n, body):
+        if digests[request_image_digest({"body": body})] is first:
+            time.sleep(0.3)  # the others answer while the first image is still in flight
+            return 400, {}, {"error": "unsupported image"}
+        return ok_reply(body)
+
+    server = teacher_factory(script)
+    out = tmp_path / "r.jsonl"
+    assert run_main(world, server.url, out, "--model", "teacher-1", "--max-concurrency", "3") == 1
+    err = capsys.readouterr().err
+    assert f"for image {first.file_name}: HTTP 400" in err and "unsupported image" in err
+    names = [json.loads(line)["file_name"] for line in out.read_text().splitlines()]
+    assert names and first.file_name not in names
+    assert names == [s.file_name for s in dataset.samples if s.file_name in names]  # still in input order
+    assert len(server.requests) <= NUM_TRAIN
