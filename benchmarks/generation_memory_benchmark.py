@@ -110,7 +110,7 @@ def build_model(out_dir: Path, vocab: int) -> Path:
     model.resize_token_embeddings(vocab)
     path = out_dir / "wide"
     model.save_pretrained(path)
-    load_processor(ModelSettings(name_or_path=str(small))).save_pretrained(path)
+    load_processor(str(small)).save_pretrained(path)
     return path
 
 
@@ -138,7 +138,7 @@ def child(mode: str, model_dir: Path, settings: GenerationMemorySettings, out_fi
     from hoi_r1.prompts import build_messages
 
     torch.set_num_threads(settings.threads)
-    processor = load_processor(ModelSettings(name_or_path=str(model_dir)))
+    processor = load_processor(str(model_dir))
     model = load_model(ModelSettings(name_or_path=str(model_dir))).eval()
     assert model.config.get_text_config().vocab_size == settings.vocab
     images = [Image.new("RGB", (112, 84 + 7 * i), color=(30 * i, 90, 160)) for i in range(settings.prompts)]

@@ -195,7 +195,7 @@ def run_trl(model_dir: Path, world_dir: Path, settings: GRPOBenchSettings, outpu
     collator, samples, vocab = dm.generation_collator(), dm.datasets["train"].samples, dm.vocab
     rows = trl_rows(model_dir, world_dir, settings)
     dataset = datasets.Dataset.from_list(rows).cast_column("image", datasets.Image(mode="RGB"))
-    processor = load_processor(ModelSettings(name_or_path=str(model_dir)))
+    processor = load_processor(str(model_dir))
     tok = processor.tokenizer
     holder = {}
 

@@ -85,7 +85,7 @@ def run_trl(model_dir: Path, world_dir: Path, settings: BenchSettings, output_di
     result = RunResult("TRL SFTTrainer")
     rows = trl_records(model_dir, world_dir, settings)
     dataset = datasets.Dataset.from_list(rows).cast_column("images", datasets.List(datasets.Image(mode="RGB")))
-    processor = load_processor(ModelSettings(name_or_path=str(model_dir)))
+    processor = load_processor(str(model_dir))
     processor.chat_template = ASSISTANT_MARKED_TEMPLATE
 
     class Timer(TrainerCallback):

@@ -171,17 +171,13 @@ class HOIDataModule(L.LightningDataModule):
     @property
     def processor(self):
         if self._processor is None:
-            from hoi_r1.models import ModelSettings, load_processor
+            from hoi_r1.models import load_processor
 
             if self.hparams.processor is None:
                 raise ValueError("HOIDataModule needs `processor` (or a model module that provides it)")
 
-            settings = ModelSettings(
-                name_or_path=self.hparams.processor,
-                min_pixels=self.hparams.min_pixels,
-                max_pixels=self.hparams.max_pixels,
-            )
-            self._processor = load_processor(settings)
+            self._processor = load_processor(self.hparams.processor, min_pixels=self.hparams.min_pixels,
+                                             max_pixels=self.hparams.max_pixels)
         return self._processor
 
     @property

@@ -173,8 +173,7 @@ class GRPOModule(HOIModule):
                 "every optimizer step must use micro-batches of one generation batch"
             )
         if self.engine_kind == "vllm":  # before the engine starts, not at the first generation
-            check_importance_sampling(self.vllm_settings.importance_correction, RolloutSampling(
-                self.rollout.max_completion_length, self.rollout.temperature, self.rollout.top_p, self.rollout.top_k))
+            check_importance_sampling(self.vllm_settings.importance_correction, self.rollout.sampling())
         rows = self.datamodule.hparams.batch_size * self.rollout.num_generations
         if rows % spg:
             raise ValueError(
@@ -231,8 +230,7 @@ class GRPOModule(HOIModule):
             self._synced_step = self.global_step
         if self.engine_kind == "vllm" and not engine.checked:
             engine.check_agreement(self.model, processor, batch)
-        sampling = RolloutSampling(self.rollout.max_completion_length, self.rollout.temperature,
-                                   self.rollout.top_p, self.rollout.top_k)
+        sampling = self.rollout.sampling()
         with self.sampling_stream.active(self.device):
             completions = self._sample(batch, G, sampling)
         greedy = None

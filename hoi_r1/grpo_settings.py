@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from hoi_r1.grpo_loss import Baseline, LossType, ScaleRewards
+from hoi_r1.rollout.engine import RolloutSampling
 
 @dataclass
 class RolloutSettings:
@@ -32,6 +33,14 @@ class RolloutSettings:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
+
+    def sampling(self) -> RolloutSampling:
+        """The engines' sampling of one generation batch.
+
+        >>> RolloutSettings(max_completion_length=64, temperature=0.7).sampling()
+        RolloutSampling(max_new_tokens=64, temperature=0.7, top_p=1.0, top_k=0, greedy=False)
+        """
+        return RolloutSampling(self.max_completion_length, self.temperature, self.top_p, self.top_k)
 
 
 @dataclass

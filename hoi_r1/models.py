@@ -20,6 +20,7 @@ True
 from __future__ import annotations
 
 import importlib.util
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -63,9 +64,10 @@ class ModelSettings:
         freeze_merger: freeze the vision-to-language merger (projector).
         freeze_llm: freeze the language model (LoRA adapters stay trainable).
         gradient_checkpointing: recompute activations in the backward pass.
-        min_pixels: smallest image area (pixels) the processor resizes to.
-        max_pixels: largest image area (pixels) the processor resizes to; ``None`` keeps the
-            checkpoint's setting.
+
+    The processor's image-size limits are the data's (``data.min_pixels`` / ``data.max_pixels``,
+    :class:`~hoi_r1.datamodule.HOIDataModule`), since the answers' coordinate frame is built
+    from them; ``hoi-r1 export`` writes them into the exported processor.
     """
 
     name_or_path: str = "Qwen/Qwen2.5-VL-3B-Instruct"
@@ -77,12 +79,14 @@ class ModelSettings:
     freeze_merger: bool = False
     freeze_llm: bool = False
     gradient_checkpointing: bool = False
-    min_pixels: int | None = None
-    max_pixels: int | None = None
 
 
 # Settings travel inside checkpoints (hyper-parameters); let torch.load(weights_only=True) read them.
 torch.serialization.add_safe_globals([LoraSettings, ModelSettings])
+
+
+RETIRED_FIELDS = frozenset({"min_pixels", "max_pixels"})
+"""Fields earlier versions wrote into checkpoints' model settings (they never reached the processor)."""
 
 
 def model_settings_from(value) -> ModelSettings:
@@ -91,6 +95,10 @@ def model_settings_from(value) -> ModelSettings:
         return value
     if isinstance(value, dict):
         fields = dict(value)
+        for name in RETIRED_FIELDS & fields.keys():  # written by earlier versions
+            if (retired := fields.pop(name)) is not None:
+                warnings.warn(f"model settings: {name}={retired} is ignored; the processor's pixel limits "
+                              f"are data.{name} (hoi_r1.datamodule.HOIDataModule)", stacklevel=2)
         if isinstance(fields.get("lora"), dict):
             fields["lora"] = LoraSettings(**fields["lora"])
         return ModelSettings(**fields)
@@ -126,16 +134,18 @@ def load_model(settings: ModelSettings):
     return model
 
 
-def load_processor(settings: ModelSettings):
-    """Load the processor; override pixel limits when the settings give them."""
+def load_processor(name_or_path: str, trust_remote_code: bool = False, min_pixels: int | None = None,
+                   max_pixels: int | None = None):
+    """Load the processor of ``name_or_path``; ``min_pixels`` / ``max_pixels`` (image areas in
+    pixels) replace its resize limits when given, ``None`` keeps the checkpoint's."""
     from transformers import AutoProcessor
 
-    processor = AutoProcessor.from_pretrained(settings.name_or_path, trust_remote_code=settings.trust_remote_code)
+    processor = AutoProcessor.from_pretrained(name_or_path, trust_remote_code=trust_remote_code)
     ip = processor.image_processor
-    if settings.min_pixels is not None:
-        ip.size["shortest_edge"] = settings.min_pixels
-    if settings.max_pixels is not None:
-        ip.size["longest_edge"] = settings.max_pixels
+    if min_pixels is not None:
+        ip.size["shortest_edge"] = min_pixels
+    if max_pixels is not None:
+        ip.size["longest_edge"] = max_pixels
     return processor
 
 

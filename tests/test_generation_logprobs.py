@@ -22,7 +22,7 @@ MODEL = Path(__file__).parents[1] / "checkpoints" / "tiny-qwen2_5_vl-grounding" 
 
 @pytest.fixture(scope="module")
 def processor():
-    return load_processor(ModelSettings(name_or_path=str(MODEL)))
+    return load_processor(str(MODEL))
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from hoi_r1.sampling import ResumableSampler
 
 @pytest.fixture(scope="module")
 def processor(tiny_model_dir):
-    return load_processor(ModelSettings(name_or_path=str(tiny_model_dir)))
+    return load_processor(str(tiny_model_dir))
 
 
 @pytest.fixture(scope="module")

@@ -90,7 +90,7 @@ def fake_vllm(monkeypatch, processor):
 
 @pytest.fixture(scope="module")
 def processor(tiny_model_dir):
-    return load_processor(ModelSettings(name_or_path=str(tiny_model_dir)))
+    return load_processor(str(tiny_model_dir))
 
 
 def _batch(processor, tmp_path, sizes=((56, 56), (112, 56))):

@@ -143,6 +143,38 @@ def test_export_loads_with_from_pretrained(tiny_model_dir, synthetic_world, tmp_
     assert (out / "model.safetensors").exists() and (out / "tokenizer.json").exists()
 
 
+def test_export_writes_the_runs_pixel_limits_into_the_processor(tiny_model_dir, synthetic_world, tmp_path):
+    """The exported processor resizes images as the run's data module did (``data.min_pixels`` /
+    ``data.max_pixels`` from the checkpoint), unless ``--min-pixels`` / ``--max-pixels`` say
+    otherwise; a processor with other limits would read every box in another frame."""
+    from transformers import AutoProcessor
+
+    from hoi_r1.export import main as export_main
+    from hoi_r1.models import load_processor, pixel_limits
+
+    base_lo, base_hi, _ = pixel_limits(load_processor(str(tiny_model_dir)).image_processor)
+    lo, hi = 28 * 28 * 2, 28 * 28 * 12
+    assert (lo, hi) != (base_lo, base_hi)
+    module = _module(tiny_model_dir)
+    data = _data(tiny_model_dir, synthetic_world, min_pixels=lo, max_pixels=hi)
+    trainer = _trainer(tmp_path, max_steps=1, limit_val_batches=0)
+    trainer.fit(module, datamodule=data)
+    trainer.save_checkpoint(tmp_path / "m.ckpt")
+    assert export_main(["--checkpoint", str(tmp_path / "m.ckpt"), "--out", str(tmp_path / "hf")]) == 0
+    assert pixel_limits(AutoProcessor.from_pretrained(tmp_path / "hf").image_processor)[:2] == (lo, hi)
+    assert export_main(["--checkpoint", str(tmp_path / "m.ckpt"), "--out", str(tmp_path / "hf2"),
+                        "--max-pixels", str(28 * 28 * 16)]) == 0
+    assert pixel_limits(AutoProcessor.from_pretrained(tmp_path / "hf2").image_processor)[:2] == (lo, 28 * 28 * 16)
+
+
+def test_model_settings_of_earlier_checkpoints_drop_the_pixel_fields():
+    from hoi_r1.models import model_settings_from
+
+    assert model_settings_from({"name_or_path": "m", "min_pixels": None, "max_pixels": None}) == ModelSettings(name_or_path="m")
+    with pytest.warns(UserWarning, match="data.max_pixels"):
+        assert model_settings_from({"name_or_path": "m", "max_pixels": 1024}) == ModelSettings(name_or_path="m")
+
+
 def test_answer_loss_equals_the_full_logits_loss(tiny_model_dir, synthetic_world):
     from hoi_r1.generation import model_inputs
     from hoi_r1.models import load_model

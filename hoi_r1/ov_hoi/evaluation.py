@@ -108,8 +108,7 @@ class ToolEvaluation(HOIEvaluation):
 def policy_turn_writer(model, processor, generation: ToolGenerationSettings) -> PolicyTurnWriter:
     """The model's ``generate`` as the turn writer of episodes, with the generation settings
     (``max_new_tokens`` per turn, greedy unless ``do_sample``, the episodes' stop strings)."""
-    sampling = RolloutSampling(generation.max_new_tokens, generation.temperature, generation.top_p,
-                               generation.top_k, greedy=not generation.do_sample)
+    sampling = RolloutSampling.from_generation(generation)
     return PolicyTurnWriter(model, processor, sampling, generation.episodes.stop_strings)
 
 

@@ -5,6 +5,10 @@ engines' names (:data:`EngineKind`). The engines (:mod:`hoi_r1.rollout.hf`,
 
 >>> RolloutSampling(max_new_tokens=8, temperature=0.7)
 RolloutSampling(max_new_tokens=8, temperature=0.7, top_p=1.0, top_k=0, greedy=False)
+>>> RolloutSampling.from_generation(GenerationSettings(max_new_tokens=8, top_k=5))
+RolloutSampling(max_new_tokens=8, temperature=1.0, top_p=1.0, top_k=5, greedy=True)
+>>> RolloutSampling(8, temperature=0.7).generation_settings(num_samples=4)
+GenerationSettings(max_new_tokens=8, do_sample=True, temperature=0.7, top_p=1.0, top_k=0, num_samples=4)
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Iterable, Literal, Protocol
 
 import torch
 
-from hoi_r1.generation import Completions
+from hoi_r1.generation import Completions, GenerationSettings
 
 EngineKind = Literal["hf", "vllm"]
 
@@ -36,6 +40,18 @@ class RolloutSampling:
     top_p: float = 1.0
     top_k: int = 0
     greedy: bool = False
+
+    @classmethod
+    def from_generation(cls, generation: GenerationSettings) -> RolloutSampling:
+        """The sampling of evaluation / episode generation settings (greedy unless ``do_sample``)."""
+        return cls(generation.max_new_tokens, generation.temperature, generation.top_p, generation.top_k,
+                   greedy=not generation.do_sample)
+
+    def generation_settings(self, num_samples: int) -> GenerationSettings:
+        """These settings for :func:`hoi_r1.generation.generate`, ``num_samples`` answers per prompt."""
+        return GenerationSettings(max_new_tokens=self.max_new_tokens, do_sample=not self.greedy,
+                                  temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
+                                  num_samples=num_samples)
 
 
 class RolloutEngine(Protocol):

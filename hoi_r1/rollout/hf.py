@@ -24,7 +24,7 @@ from typing import Iterable
 
 import torch
 
-from hoi_r1.generation import Completions, GenerationSettings, generate
+from hoi_r1.generation import Completions, generate
 from hoi_r1.rollout.engine import RolloutSampling
 from hoi_r1.strategies import unsharded_root
 
@@ -53,14 +53,7 @@ class HFRolloutEngine:
         self.logprobs = logprobs
 
     def generate(self, batch: dict, n: int, sampling: RolloutSampling) -> Completions:
-        settings = GenerationSettings(
-            max_new_tokens=sampling.max_new_tokens,
-            do_sample=not sampling.greedy,
-            temperature=sampling.temperature,
-            top_p=sampling.top_p,
-            top_k=sampling.top_k,
-            num_samples=n,
-        )
+        settings = sampling.generation_settings(num_samples=n)
         model = _SyncedGenerate(self.model) if self.synced_gpus else self.model
         with gradient_checkpointing_off(self.model), _summoned(self.fsdp_root), unsharded_root(self.model):
             return generate(model, self.processor, batch, settings, logprobs=self.logprobs)

@@ -43,7 +43,7 @@ def fsdp1_worker(rank: int, init_file: str, model_dir: str, out: str, mode: str)
     result: dict = {}
     try:
         settings = ModelSettings(name_or_path=model_dir)
-        processor = load_processor(settings)
+        processor = load_processor(model_dir)
         container = torch.nn.Module()
         container.model = load_model(settings).eval()
         root = FullyShardedDataParallel(container, auto_wrap_policy=ModuleWrapPolicy(LayerWrapFSDPStrategy().wrapped_layers),
