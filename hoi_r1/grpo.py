@@ -46,7 +46,8 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
 from hoi_r1.datamodule import TrainBatchKind
 from hoi_r1.generation import Completions, GenerationSettings, char_offsets
-from hoi_r1.grpo_loss import clipped_policy_loss, group_advantages
+from hoi_r1.advantages import group_advantages
+from hoi_r1.grpo_loss import clipped_policy_loss
 from hoi_r1.grpo_loss import truncated_importance_weights
 from hoi_r1.hoi_evaluation import EvaluationSettings, HOIEvaluation
 from hoi_r1.grpo_settings import GRPOLogSettings, GRPOLossSettings, RolloutSettings

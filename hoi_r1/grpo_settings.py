@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import torch
 
-from hoi_r1.grpo_loss import Baseline, LossType, ScaleRewards
+from hoi_r1.advantages import Baseline, ScaleRewards
+from hoi_r1.grpo_loss import LossType
 from hoi_r1.rollout.engine import RolloutSampling
 
 @dataclass

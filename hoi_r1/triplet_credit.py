@@ -1,7 +1,7 @@
 """Triplet credit: token-level GRPO advantages from the metric's hit rule, part by part.
 
 GRPO gives every token of a completion one advantage, the completion's group-relative reward
-(:func:`hoi_r1.grpo_loss.group_advantages`). An HOI answer is a list of detections, though, and
+(:func:`hoi_r1.advantages.group_advantages`). An HOI answer is a list of detections, though, and
 one answer may hold a hit next to a miss, or right boxes with a wrong verb: the sequence
 advantage pushes all of it the same way, and only the average over many completions tells the
 parts apart. Triplet credit gives each part of each answer element a term of its own, judged the
@@ -50,7 +50,7 @@ from typing import Sequence
 
 import torch
 
-from hoi_r1.grpo_loss import STD_EPSILON, nanstd
+from hoi_r1.advantages import STD_EPSILON, nanstd
 from hoi_r1.judged_answer import HIT_IOU, JudgedAnswer
 from hoi_r1.matching import greedy_match
 from hoi_r1.scores import label_spans

@@ -9,7 +9,7 @@ import torch
 from helpers.grpo import ToyRewardGRPO, grpo_data, grpo_module, grpo_trainer
 
 from hoi_r1.grpo import GRPOModule
-from hoi_r1.grpo_loss import group_advantages
+from hoi_r1.advantages import group_advantages
 from hoi_r1.grpo_settings import RolloutSettings
 from hoi_r1.models import LoraSettings, ModelSettings, load_model
 

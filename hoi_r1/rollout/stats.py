@@ -1,7 +1,7 @@
 """What a generation batch looked like: the numbers GRPO logs per rollout, and the completions
 shown as text (pure functions; :class:`~hoi_r1.grpo.GRPOModule` logs them).
 
->>> from hoi_r1.grpo_loss import AdvantageStats
+>>> from hoi_r1.advantages import AdvantageStats
 >>> s = rollout_stats({"format": [1.0, 0.0, None]}, torch.tensor([1.0, 0.0, float("nan")]),
 ...                   torch.tensor([0.5, -0.5, 0.0]), AdvantageStats(1, 0, 1),
 ...                   torch.tensor([[1, 1, 0], [1, 1, 1], [1, 0, 0]]), [False, True, False])
@@ -16,7 +16,7 @@ from typing import Sequence
 
 import torch
 
-from hoi_r1.grpo_loss import AdvantageStats
+from hoi_r1.advantages import AdvantageStats
 from hoi_r1.image_counts import ImageCounts
 
 
@@ -34,7 +34,7 @@ def rollout_stats(
         per_reward: reward name → one value (``None`` where it does not apply) per completion.
         total: ``(N,)`` weighted total rewards (NaN where no reward applies).
         advantages: ``(N,)`` advantages.
-        advantage_stats: what :func:`~hoi_r1.grpo_loss.group_advantages` counted.
+        advantage_stats: what :func:`~hoi_r1.advantages.group_advantages` counted.
         completion_mask: ``(N, T)`` 1 on real completion tokens.
         truncated: per completion, stopped at the length limit.
 
