@@ -114,13 +114,13 @@ class TeacherClient:
     """
 
     def __init__(self, config: TeacherConfig, sleep: Callable[[float], None] = time.sleep) -> None:
-        openai = _openai()
+        self._openai = openai = _openai()
         self.config = config
         self.limiter = RateLimiter(config.requests_per_minute, sleep=sleep)
-        # no key: the SDK insists on one, so a placeholder, and every request omits the header
         host = urllib.parse.urlsplit(config.root).hostname or ""
         # a server on this machine is never reached through the environment's HTTP proxy
         http_client = openai.DefaultHttpxClient(trust_env=False) if host in LOOPBACK_HOSTS else None
+        # no key: the SDK insists on one, so a placeholder, and every request omits the header
         self._client = openai.OpenAI(base_url=config.root, api_key=config.api_key or "no-key",
                                      timeout=config.timeout_s, max_retries=config.max_retries,
                                      http_client=http_client)
@@ -129,7 +129,7 @@ class TeacherClient:
     def probe(self) -> list[str]:
         """Check that the server answers (any HTTP status counts) and return the model names
         ``GET {base_url}/models`` lists (empty when it lists none). One attempt, no retries."""
-        openai = _openai()
+        openai = self._openai
         try:
             page = self._client.with_options(max_retries=0, timeout=min(self.config.timeout_s, 30.0)).models.list(
                 extra_headers=self._headers)
@@ -142,7 +142,7 @@ class TeacherClient:
     def chat(self, image_url: str, text: str, image: str = "") -> dict:
         """Send one image (``image_url``, a data URL) and one instruction; return the response as
         a dict (``choices[0].message.content`` …). ``image`` names the image in errors."""
-        openai = _openai()
+        openai = self._openai
         self.limiter.acquire()
         url = f"{self.config.root}/chat/completions"
         for_image = f" for image {image}" if image else ""

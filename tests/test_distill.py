@@ -1,24 +1,20 @@
-"""``hoi-r1 distill`` against a fake chat-completions server on 127.0.0.1 (loopback only)."""
+"""``hoi-r1 distill`` against a fake chat-completions server on 127.0.0.1 (loopback only;
+``tests/helpers/teacher_server.py``; the client alone: ``tests/test_teacher_client.py``)."""
 
 from __future__ import annotations
 
 import base64
-import hashlib
 import io
 import json
 import socket
-import subprocess
-import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from PIL import Image
 
-from hoi_r1.distill import answer_json, completed_file_names, extract_reasoning, main
-from hoi_r1.teacher_client import INSTALL_HINT, TeacherClient, TeacherConfig, TeacherError
+from helpers.teacher_server import FAST, ok_reply, pixel_digest, teacher_factory  # noqa: F401 (fixture)
 from hoi_r1.answer_render import render_answer
+from hoi_r1.distill import answer_json, completed_file_names, extract_reasoning, main
 from hoi_r1.frames import Frame
 from hoi_r1.image_dataset import load_image, read_reasonings
 from hoi_r1.readers import read_annotations
@@ -26,86 +22,6 @@ from hoi_r1.synthetic.scene import SyntheticWorldConfig
 from hoi_r1.synthetic.world import generate_world
 
 NUM_TRAIN = 6
-
-
-def pixel_digest(image: Image.Image) -> str:
-    return hashlib.sha1(image.convert("RGB").tobytes()).hexdigest()[:12]
-
-
-def ok_reply(body: dict) -> tuple[int, dict, dict]:
-    """A teacher that reads the image and wraps its reasoning in the student's tags."""
-    url = body["messages"][0]["content"][0]["image_url"]["url"]
-    image = Image.open(io.BytesIO(base64.b64decode(url.split(",", 1)[1])))
-    text = f"<think>I count the people in picture {pixel_digest(image)}.</think><answer>[]</answer>"
-    return 200, {}, {"choices": [{"message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}
-
-
-class FakeTeacher:
-    """An OpenAI-style server: ``script(n, body)`` answers request ``n`` (0-based) of
-    ``/chat/completions`` with ``(status, headers, json or text)``; every request is recorded."""
-
-    def __init__(self, script=None, models=("teacher-1",)):
-        self.script = script or (lambda n, body: ok_reply(body))
-        self.models = models
-        self.requests: list[dict] = []
-        self.lock = threading.Lock()
-        self.in_flight = self.max_in_flight = 0
-        fake = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_GET(self):
-                fake._send(self, 200, {}, {"object": "list", "data": [{"id": m} for m in fake.models]})
-
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with fake.lock:
-                    n = len(fake.requests)
-                    fake.requests.append({"path": self.path, "headers": {k.title(): v for k, v in self.headers.items()}, "body": body,
-                                          "time": time.monotonic()})
-                    fake.in_flight += 1
-                    fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
-                try:
-                    reply = fake.script(n, body)
-                finally:
-                    with fake.lock:
-                        fake.in_flight -= 1
-                fake._send(self, *reply)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
-        self.thread = threading.Thread(target=self.server.serve_forever, args=(0.02,), daemon=True)
-        self.thread.start()
-
-    @staticmethod
-    def _send(handler, status, headers, payload):
-        data = payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
-        handler.send_response(status)
-        for key, value in {"Content-Type": "application/json", **headers}.items():
-            handler.send_header(key, value)
-        handler.send_header("Content-Length", str(len(data)))
-        handler.end_headers()
-        handler.wfile.write(data)
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-        self.thread.join(timeout=5)
-
-
-@pytest.fixture
-def teacher_factory():
-    servers = []
-
-    def make(script=None, **kwargs):
-        servers.append(FakeTeacher(script, **kwargs))
-        return servers[-1]
-
-    yield make
-    for server in servers:
-        server.close()
 
 
 @pytest.fixture(scope="module")
@@ -195,53 +111,6 @@ def test_api_key_is_sent_and_never_printed(world, teacher_factory, tmp_path, mon
     printed = capsys.readouterr()
     assert "HTTP 401" in printed.err and "bad key" in printed.err
     assert secret not in printed.out + printed.err
-
-
-def client_for(server, **kwargs):
-    settings = dict(base_url=server.url, model="m", requests_per_minute=0, max_retries=2, timeout_s=5)
-    return TeacherClient(TeacherConfig(**{**settings, **kwargs}))
-
-
-# The SDK waits min(0.5 * 2^k, 8) s times a factor in [0.75, 1] before retry k unless the server
-# names a wait (Retry-After, or retry-after-ms) of at most 60 s; the fake server names short ones.
-FAST = {"retry-after-ms": "10"}
-
-
-def test_retries_on_500_then_429_with_retry_after(teacher_factory):
-    statuses = [(500, {"retry-after-ms": "20"}, "overloaded"), (429, {"Retry-After": "1"}, {"error": "slow down"})]
-    server = teacher_factory(lambda n, body: statuses[n] if n < len(statuses) else ok_reply(body))
-    client = client_for(server)
-    image = Image.new("RGB", (8, 6), (10, 20, 30))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    url = "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
-    reply = client.chat(url, "why?")
-    assert extract_reasoning(reply["choices"][0]["message"]["content"]).endswith(f"{pixel_digest(image)}.")
-    assert len(server.requests) == 3
-    # each wait is the one the server named, not the SDK's own backoff (at least 0.375 s first)
-    first, second = (b["time"] - a["time"] for a, b in zip(server.requests, server.requests[1:]))
-    assert first < 0.3
-    assert 0.95 <= second < 3.0
-
-
-def test_gives_up_after_max_retries(teacher_factory):
-    server = teacher_factory(lambda n, body: (503, FAST, "down for maintenance"))
-    client = client_for(server, max_retries=4)
-    with pytest.raises(TeacherError, match="for image a.png: 5 attempts failed, the last with HTTP 503.*down for "
-                                           "maintenance"):
-        client.chat("data:image/png;base64,AAAA", "x", image="a.png")
-    assert len(server.requests) == 5
-
-
-def test_backoff_without_retry_after_is_the_sdks(teacher_factory):
-    server = teacher_factory(lambda n, body: (502, {}, "gone") if n == 0 else ok_reply(body))
-    client = client_for(server, max_retries=1)
-    image = Image.new("RGB", (4, 4))
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    client.chat("data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(), "x")
-    assert len(server.requests) == 2
-    assert 0.35 <= server.requests[1]["time"] - server.requests[0]["time"] < 3.0
 
 
 def test_other_4xx_fails_fast_with_body(world, teacher_factory, tmp_path, capsys):
@@ -411,16 +280,6 @@ def test_max_concurrency_must_be_positive(world, tmp_path, capsys):
     with pytest.raises(SystemExit):
         run_main(world, "http://127.0.0.1:9/v1", tmp_path / "r.jsonl", "--max-concurrency", "0")
     assert "--max-concurrency must be at least 1" in capsys.readouterr().err
-
-
-def test_distill_imports_without_openai_and_the_client_says_how_to_install():
-    code = ("import sys; sys.modules['openai'] = None\n"
-            "import hoi_r1.distill\n"
-            "from hoi_r1.teacher_client import TeacherClient, TeacherConfig\n"
-            "try:\n    TeacherClient(TeacherConfig())\nexcept ImportError as e:\n    print(e)\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert INSTALL_HINT in result.stdout and "pip install 'hoi-r1[distill]'" in result.stdout
 
 
 def test_replies_after_a_failed_image_are_still_written(world, teacher_factory, tmp_path, capsys):

@@ -6,6 +6,7 @@ from pathlib import Path
 import lightning as L
 import pytest
 import torch
+from helpers.checkpoints import perturbed_checkpoint
 from helpers.grpo import ToyRewardGRPO, grpo_data, grpo_module, grpo_trainer
 
 from hoi_r1.grpo import GRPOModule
@@ -106,26 +107,15 @@ def test_group_of_one_is_rejected(tiny_model_dir):
         GRPOModule(model=ModelSettings(name_or_path=str(tiny_model_dir)), rollout=RolloutSettings(num_generations=1))
 
 
-def _perturbed_checkpoint(model_dir, path, lora=None):
-    model = load_model(ModelSettings(name_or_path=str(model_dir), lora=lora))
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if lora is None or "lora_B" in name:
-                p.add_(0.01 * torch.randn_like(p))
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-                "hyper_parameters": {"model": ModelSettings(name_or_path=str(model_dir), lora=lora)}}, path)
-    return model
-
-
 def test_init_from_checkpoint_full_and_merged_lora(tiny_model_dir, tmp_path):
-    full = _perturbed_checkpoint(tiny_model_dir, tmp_path / "full.ckpt")
+    full = perturbed_checkpoint(tiny_model_dir, tmp_path / "full.ckpt")
     module = GRPOModule(model=ModelSettings(name_or_path=str(tiny_model_dir)), init_from_checkpoint=str(tmp_path / "full.ckpt"))
     module.configure_model()
     for k, v in full.state_dict().items():
         assert torch.equal(module.model.state_dict()[k], v), k
 
     lora = LoraSettings(r=4, alpha=8)
-    sft = _perturbed_checkpoint(tiny_model_dir, tmp_path / "lora.ckpt", lora=lora)
+    sft = perturbed_checkpoint(tiny_model_dir, tmp_path / "lora.ckpt", lora=lora)
     merged = sft.merge_and_unload().state_dict()
     grpo = GRPOModule(model=ModelSettings(name_or_path=str(tiny_model_dir), lora=LoraSettings(r=2, alpha=4)),
                       init_from_checkpoint=str(tmp_path / "lora.ckpt"))

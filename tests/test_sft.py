@@ -3,11 +3,12 @@
 import lightning as L
 import pytest
 import torch
+from helpers.checkpoints import perturbed_checkpoint
 
 from hoi_r1.datamodule import HOIDataModule, SplitFiles
 from hoi_r1.hoi_evaluation import EvaluationSettings
 from hoi_r1.generation import GenerationSettings
-from hoi_r1.models import ModelSettings, load_model
+from hoi_r1.models import ModelSettings
 from hoi_r1.prompts import PromptConfig
 from hoi_r1.sft import SFTModule
 
@@ -192,12 +193,7 @@ def test_answer_loss_equals_the_full_logits_loss(tiny_model_dir, synthetic_world
 def test_sft_continues_from_a_checkpoints_weights(tiny_model_dir, tmp_path):
     """``init_from_checkpoint``: SFT further from an SFT checkpoint with a new schedule (its
     weights replace the base's before training); a missing file is a clear error."""
-    model = load_model(ModelSettings(name_or_path=str(tiny_model_dir)))
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.01 * torch.randn_like(p))
-    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()},
-                "hyper_parameters": {"model": ModelSettings(name_or_path=str(tiny_model_dir))}}, tmp_path / "sft.ckpt")
+    model = perturbed_checkpoint(tiny_model_dir, tmp_path / "sft.ckpt")
     module = SFTModule(model=ModelSettings(name_or_path=str(tiny_model_dir)), init_from_checkpoint=str(tmp_path / "sft.ckpt"))
     module.configure_model()
     for k, v in model.state_dict().items():
