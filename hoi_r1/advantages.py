@@ -14,7 +14,11 @@ every token of ``o_i`` gets the advantage ``A_i = (r_i - mean_group(r)) / (std(r
   ``±1e-13`` rounding residue);
 - ``baseline: greedy``: the centre is the reward of the prompt's greedy answer,
   ``A_i = (r_i - r_greedy) / (std(r) + 1e-4)`` (ReMax, Li et al. 2023): a sample gains only by
-  beating the answer greedy evaluation would see.
+  beating the answer greedy evaluation would see;
+- ``positive_only``: advantages below 0 become 0, so only completions that beat their centre
+  are learned from (RAFT++, Xiong et al. 2025, "A Minimalist Approach to LLM Reasoning: from
+  Rejection Sampling to Reinforce"); with ``baseline: greedy``, the samples better than the
+  greedy answer.
 
 The loss that weighs log-probabilities by these advantages is :mod:`hoi_r1.grpo_loss`; the
 per-detection variant, :mod:`hoi_r1.triplet_credit`.
@@ -54,7 +58,7 @@ class AdvantageStats:
 
 def group_advantages(
     rewards: torch.Tensor, group_size: int, scale_rewards: ScaleRewards = "group",
-    baseline: torch.Tensor | None = None,
+    baseline: torch.Tensor | None = None, positive_only: bool = False,
 ) -> tuple[torch.Tensor, AdvantageStats]:
     """Group-relative advantages ``(r - mean_group) / (std + 1e-4)`` of ``B*G`` rewards.
 
@@ -65,6 +69,7 @@ def group_advantages(
         scale_rewards: divide by the std of the ``group``, of the whole ``batch``, or ``none``.
         baseline: ``(B,)`` what each group's rewards are measured against instead of their mean
             (the reward of the prompt's greedy answer); NaN falls back to the group mean.
+        positive_only: set the negative advantages to 0 (learn from the better completions only).
 
     Returns:
         ``(B*G,)`` advantages (float, NaN-free) and :class:`AdvantageStats`.
@@ -75,6 +80,8 @@ def group_advantages(
     >>> a, _ = group_advantages(torch.tensor([1.0, 0.0, 3.0, 1.0]), 2, "none", baseline=torch.tensor([1.0, float("nan")]))
     >>> a.tolist()
     [0.0, -1.0, 1.0, -1.0]
+    >>> group_advantages(torch.tensor([1.0, 0.0, 3.0, 1.0]), 2, "none", positive_only=True)[0].tolist()
+    [0.5, 0.0, 1.0, 0.0]
     """
     if rewards.ndim != 1 or group_size < 1 or rewards.numel() % group_size:
         raise ValueError(
@@ -100,6 +107,8 @@ def group_advantages(
         batch_std = nanstd(rewards) if rewards.numel() > 1 else torch.zeros((), dtype=rewards.dtype)
         centred = centred / (batch_std + STD_EPSILON)
     centred = torch.where(zero_std[:, None], torch.zeros_like(centred), centred)
+    if positive_only:
+        centred = centred.clamp(min=0.0)
     stats = AdvantageStats(len(grouped), int(zero_std.sum()), int(rewards.isnan().sum()))
     return torch.nan_to_num(centred.reshape(-1), nan=0.0), stats
 

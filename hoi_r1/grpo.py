@@ -251,7 +251,8 @@ class GRPOModule(HOIModule):
             greedy_scores = self.score(greedy, targets[::G])
             baseline = self.all_gather(torch.tensor(greedy_scores.total, dtype=torch.float32,
                                                     device=self.device)).reshape(-1)
-        advantages, adv_stats = group_advantages(everyone, G, self.loss_settings.scale_rewards, baseline)
+        advantages, adv_stats = group_advantages(
+            everyone, G, self.loss_settings.scale_rewards, baseline, self.loss_settings.positive_only)
         n = total.numel()
         advantages = advantages[self.global_rank * n : (self.global_rank + 1) * n]
         token_advantages = advantages

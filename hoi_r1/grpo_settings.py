@@ -58,6 +58,8 @@ class GRPOLossSettings:
         baseline: what a completion's reward is measured against: the mean of its ``group``
             (GRPO) or the reward of the prompt's ``greedy`` answer, decoded once per prompt and
             generation batch (ReMax's baseline; docs/grpo.md). Single-turn answers only.
+        positive_only: learn only from completions whose reward beats the baseline: negative
+            advantages become 0 (RAFT++; docs/grpo.md).
         num_iterations: optimisation passes over each generation batch (``μ`` of GRPO).
         triplet_credit: weight ``λ`` of the per-detection advantages added to the tokens of each
             answer element (:mod:`hoi_r1.triplet_credit`); 0: every token gets its
@@ -74,6 +76,7 @@ class GRPOLossSettings:
     kl_ratio_correction: bool = False
     scale_rewards: ScaleRewards = "group"
     baseline: Baseline = "group"
+    positive_only: bool = False
     num_iterations: int = 1
     triplet_credit: float = 0.0
     steps_per_generation: int | None = None

@@ -57,6 +57,16 @@ def test_greedy_baseline_by_hand():
         group_advantages(r, 3, baseline=torch.tensor([1.0]))
 
 
+def test_positive_only_keeps_the_completions_that_beat_their_centre():
+    # against the greedy answers (2, 6): 3, 1, 2 -> 1, 0, 0 and 0, 0, 6 -> 0, 0, 0
+    r = torch.tensor([3.0, 1.0, 2.0, 0.0, 0.0, 6.0])
+    a, _ = group_advantages(r, 3, "none", baseline=torch.tensor([2.0, 6.0]), positive_only=True)
+    assert a.tolist() == [1.0, 0.0, 0.0, 0.0, 0.0, 0.0]
+    # against the group means (2, 2), scaled by the group std (1, sqrt(12)): only 3 and 6 keep theirs
+    a, _ = group_advantages(r, 3, "group", positive_only=True)
+    assert a.tolist() == pytest.approx([1 / (1 + EPS), 0.0, 0.0, 0.0, 0.0, 4 / (math.sqrt(12) + EPS)])
+
+
 def test_unscorable_completions_are_left_out_and_get_zero():
     # group [1, NaN, 0]: mean and std over the two scored values; the NaN one gets A = 0
     a, stats = group_advantages(torch.tensor([1.0, math.nan, 0.0]), 3)

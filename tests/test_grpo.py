@@ -186,22 +186,28 @@ class _RecordingGRPO(ToyRewardGRPO):
 
 
 @pytest.mark.parametrize("scale", ["group", "none"])
-def test_greedy_baseline_measures_samples_against_the_greedy_answer(tiny_model_dir, synthetic_world, tmp_path, scale):
+def test_greedy_baseline_and_positive_only_set_the_advantages(tiny_model_dir, synthetic_world, tmp_path, scale):
     runs = {}
-    for baseline in ("group", "greedy"):
+    for name, baseline, positive_only in (("group", "group", False), ("greedy", "greedy", False),
+                                          ("positive", "group", True)):
         L.seed_everything(0)
         module = grpo_module(tiny_model_dir, cls=_RecordingGRPO)
         module.loss_settings.baseline, module.loss_settings.scale_rewards = baseline, scale
-        trainer = grpo_trainer(tmp_path / baseline, max_steps=1)
+        module.loss_settings.positive_only = positive_only
+        trainer = grpo_trainer(tmp_path / name, max_steps=1)
         trainer.fit(module, datamodule=grpo_data(synthetic_world))
-        runs[baseline] = (module, trainer.callback_metrics)
-    plain, greedy = runs["group"][0], runs["greedy"][0]
+        runs[name] = (module, trainer.callback_metrics)
+    plain, greedy, positive = runs["group"][0], runs["greedy"][0], runs["positive"][0]
     (sampled, totals), (greedy_ids, greedy_totals) = greedy.scored
     assert len(plain.scored) == 1 and greedy_ids.shape[0] == 2  # one greedy answer per prompt (batch of 2)
     assert torch.equal(plain.scored[0][0], sampled)  # decoding the greedy answers drew no random numbers
     expected, _ = group_advantages(totals.float(), 2, scale, baseline=greedy_totals.float())
     assert torch.allclose(greedy.buffers[0], expected)
     assert not torch.allclose(expected, group_advantages(totals.float(), 2, scale)[0])  # a different signal
+    # loss.positive_only: the same samples, the group-mean advantages without their negative half
+    plain_advantages = group_advantages(totals.float(), 2, scale)[0]
+    assert torch.equal(positive.scored[0][0], sampled) and (plain_advantages < 0).any()
+    assert torch.allclose(positive.buffers[0], plain_advantages.clamp(min=0))
     metrics = runs["greedy"][1]
     assert float(metrics["train/reward_greedy"]) == pytest.approx(float(greedy_totals.mean()), rel=1e-5)
     assert 0 <= float(metrics["train/frac_above_greedy"]) + float(metrics["train/frac_below_greedy"]) <= 1
