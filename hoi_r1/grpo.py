@@ -47,6 +47,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from hoi_r1.datamodule import TrainBatchKind
 from hoi_r1.generation import Completions, GenerationSettings, char_offsets
 from hoi_r1.advantages import group_advantages
+from hoi_r1.calibration import calibration_loss, completion_score_targets
 from hoi_r1.grpo_loss import clipped_policy_loss
 from hoi_r1.grpo_loss import truncated_importance_weights
 from hoi_r1.hoi_evaluation import EvaluationSettings, HOIEvaluation
@@ -124,6 +125,8 @@ class GRPOModule(HOIModule):
             raise ValueError(f"rollout.num_generations must be >= 2 (a group), found {rollout.num_generations}")
         if loss.triplet_credit < 0:
             raise ValueError(f"loss.triplet_credit must be >= 0, found {loss.triplet_credit}")
+        if loss.calibration < 0:
+            raise ValueError(f"loss.calibration must be >= 0, found {loss.calibration}")
         if loss.num_iterations < 1 or (loss.steps_per_generation is not None and loss.steps_per_generation < 1):
             raise ValueError("loss.num_iterations and loss.steps_per_generation must be >= 1")
         self.rollout = rollout
@@ -273,6 +276,8 @@ class GRPOModule(HOIModule):
             sampler_logp=completions.token_logprobs.to(self.device) if self.engine_kind == "vllm" else None,
             turns=completions.turns,
         )
+        if self.loss_settings.calibration > 0:
+            self._calibration_targets(buffer, scores, completions)
         with torch.no_grad():
             if self._needs_old_logps():
                 buffer.old_logp = self._buffer_logps(batch, buffer, self.model)
@@ -297,6 +302,27 @@ class GRPOModule(HOIModule):
             parts[row, :n] = torch.tensor(row_parts, dtype=torch.long)
             credits.append(row_credits)
         return group_triplet_advantages(values, parts, credits, self.rollout.num_generations).to(self.device)
+
+    def _calibration_targets(self, buffer: RolloutBuffer, scores: RewardBreakdown, completions: Completions) -> None:
+        """The calibration term's inputs (:mod:`hoi_r1.calibration`): per token its triplet, per
+        triplet its verdict and weight, for this rank's single-turn completions."""
+        tok = self.datamodule.processor.tokenizer
+        index = torch.full(completions.token_ids.shape, -1, dtype=torch.long)
+        rows = []
+        for row, (text, answer, ids, mask) in enumerate(zip(completions.texts, scores.answers,
+                                                            completions.token_ids, completions.mask)):
+            n = int(mask.sum())
+            token_index, row_targets, row_weights = completion_score_targets(text, answer, char_offsets(tok, ids[:n].tolist()))
+            index[row, :n] = torch.tensor(token_index, dtype=torch.long)
+            rows.append((row_targets, row_weights))
+        K = max((len(t) for t, _ in rows), default=0)
+        targets, weights = torch.zeros(len(rows), K), torch.zeros(len(rows), K)
+        for row, (t, w) in enumerate(rows):
+            targets[row, : len(t)], weights[row, : len(w)] = torch.tensor(t), torch.tensor(w)
+        total = self.trainer.strategy.reduce(weights.sum().to(self.device), reduce_op="sum")
+        buffer.score_index, buffer.score_targets = index.to(self.device), targets.to(self.device)
+        buffer.score_weights = weights.to(self.device)
+        buffer.score_total = float(total) / self.trainer.world_size
 
     def _sample(self, batch: dict, n: int, sampling: RolloutSampling) -> Completions:
         """``n`` completions per prompt (:class:`~hoi_r1.ov_hoi.tool_grpo.ToolGRPOModule`: whole episodes)."""
@@ -357,6 +383,12 @@ class GRPOModule(HOIModule):
             kl_ratio_correction=settings.kl_ratio_correction,
         )
         n = logp.shape[0]
+        if settings.calibration > 0 and buffer.score_index is not None:
+            log_loss, _ = calibration_loss(logp, buffer.score_index[rows, :width], buffer.score_targets[rows],
+                                           buffer.score_weights[rows], buffer.score_total, settings.calibration_loss)
+            log_loss = log_loss * self.steps_per_generation  # as `dapo`: Lightning divides by the accumulation
+            self.log("train/calibration/log_loss", log_loss, batch_size=n)
+            loss = loss + settings.calibration * log_loss
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         values = {"train/clip_ratio/low": stats.clip_low, "train/clip_ratio/high": stats.clip_high,
                   "train/clip_ratio/region": stats.clip_region, "train/ratio": stats.ratio}

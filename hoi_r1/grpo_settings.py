@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from hoi_r1.advantages import Baseline, ScaleRewards
+from hoi_r1.calibration import CalibrationLoss
 from hoi_r1.grpo_loss import LossType
 from hoi_r1.rollout.engine import RolloutSampling
 
@@ -64,6 +65,10 @@ class GRPOLossSettings:
         triplet_credit: weight ``λ`` of the per-detection advantages added to the tokens of each
             answer element (:mod:`hoi_r1.triplet_credit`); 0: every token gets its
             completion's advantage (plain GRPO). Single-turn answers only.
+        calibration: weight of the calibration loss of each detection's ``logprob`` confidence
+            against its hit (:mod:`hoi_r1.calibration`), added to the loss; 0: off. Single-turn
+            answers only.
+        calibration_loss: ``brier`` (the Brier score) or ``log`` (the log loss; docs/grpo.md).
         steps_per_generation: micro-batches one generation batch is cut into; ``None``: the
             trainer's ``accumulate_grad_batches`` (one optimizer step per generation batch).
             Must be a multiple of ``accumulate_grad_batches``.
@@ -79,6 +84,8 @@ class GRPOLossSettings:
     positive_only: bool = False
     num_iterations: int = 1
     triplet_credit: float = 0.0
+    calibration: float = 0.0
+    calibration_loss: CalibrationLoss = "brier"
     steps_per_generation: int | None = None
 
 

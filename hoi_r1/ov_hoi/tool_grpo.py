@@ -70,7 +70,7 @@ class ToolGRPOModule(EpisodeEvaluationHooks, GRPOModule):
 
     Every other argument is :class:`~hoi_r1.grpo.GRPOModule`'s, with these readings:
     ``rollout`` samples the training episodes (``max_completion_length`` is per model turn);
-    ``loss.triplet_credit`` must be 0 and ``loss.baseline`` ``group`` (both are for single-turn
+    ``loss.triplet_credit`` and ``loss.calibration`` must be 0 and ``loss.baseline`` ``group`` (all for single-turn
     answers); ``init_from_checkpoint`` is the cold-start SFT's checkpoint; ``evaluation.scores`` must be ``rank``; ``vllm`` and
     ``share_prompts`` do not apply (episodes run on ``hf`` and their log-probs are one sequence
     per row).
@@ -105,6 +105,8 @@ class ToolGRPOModule(EpisodeEvaluationHooks, GRPOModule):
         super().__init__(rewards=rewards, generation=generation, engine=engine, **kwargs)
         if self.loss_settings.triplet_credit:
             raise ValueError("loss.triplet_credit applies to single-turn answers, not to tool-using episodes: set it to 0")
+        if self.loss_settings.calibration:
+            raise ValueError("loss.calibration applies to single-turn answers, not to tool-using episodes: set it to 0")
         if self.loss_settings.baseline != "group":
             raise ValueError("loss.baseline: greedy decodes one single-turn answer per prompt, not a tool-using "
                              "episode: set it to group")

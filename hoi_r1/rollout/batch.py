@@ -131,6 +131,11 @@ class RolloutBuffer:
         old_logp: ``(B·G, T)`` log-probs under the sampling policy (when updates go off-policy).
         ref_logp: ``(B·G, T)`` log-probs under the reference policy (``β > 0``).
         sampler_logp: ``(B·G, T)`` the engine's own log-probs (importance correction).
+        score_index: ``(B·G, T)`` per token, the triplet of its row whose label it belongs to
+            (-1: none), for the calibration term (:mod:`hoi_r1.calibration`).
+        score_targets: ``(B·G, K)`` per triplet, the mean verdict of its detections.
+        score_weights: ``(B·G, K)`` per triplet, its detections (0: padding).
+        score_total: detections of the generation batch (the calibration term's normaliser).
         turns: tool-using episodes: per row, its turns as plain data (texts, images as uint8
             tensors), from which each micro-batch's sequences are rebuilt; ``completion_ids`` /
             ``completion_mask`` then run from the first model token on.
@@ -146,6 +151,10 @@ class RolloutBuffer:
     old_logp: torch.Tensor | None = None
     ref_logp: torch.Tensor | None = None
     sampler_logp: torch.Tensor | None = None
+    score_index: torch.Tensor | None = None
+    score_targets: torch.Tensor | None = None
+    score_weights: torch.Tensor | None = None
+    score_total: float = 0.0
     turns: list | None = None
 
     def rows(self, micro: int) -> slice:
