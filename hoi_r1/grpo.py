@@ -384,11 +384,11 @@ class GRPOModule(HOIModule):
         )
         n = logp.shape[0]
         if settings.calibration > 0 and buffer.score_index is not None:
-            log_loss, _ = calibration_loss(logp, buffer.score_index[rows, :width], buffer.score_targets[rows],
-                                           buffer.score_weights[rows], buffer.score_total, settings.calibration_loss)
-            log_loss = log_loss * self.steps_per_generation  # as `dapo`: Lightning divides by the accumulation
-            self.log("train/calibration/log_loss", log_loss, batch_size=n)
-            loss = loss + settings.calibration * log_loss
+            calibration, _ = calibration_loss(logp, buffer.score_index[rows, :width], buffer.score_targets[rows],
+                                              buffer.score_weights[rows], buffer.score_total, settings.calibration_loss)
+            calibration = calibration * self.steps_per_generation  # as `dapo`: Lightning divides by the accumulation
+            self.log("train/calibration/loss", calibration, batch_size=n)
+            loss = loss + settings.calibration * calibration
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
         values = {"train/clip_ratio/low": stats.clip_low, "train/clip_ratio/high": stats.clip_high,
                   "train/clip_ratio/region": stats.clip_region, "train/ratio": stats.ratio}

@@ -85,7 +85,7 @@ def test_grpo_step_adds_the_calibration_term(tiny_model_dir, synthetic_world, tm
     trainer.fit(module, datamodule=grpo_data(synthetic_world))
     buffer = module._buffer
     assert buffer.score_index.shape == buffer.completion_ids.shape and buffer.score_targets.shape[0] == buffer.completion_ids.shape[0]
-    assert torch.isfinite(trainer.callback_metrics["train/calibration/log_loss"])
+    assert torch.isfinite(trainer.callback_metrics["train/calibration/loss"])
     assert buffer.state_dict()["score_index"].device.type == "cpu"  # saved with the buffer on resume
 
 
