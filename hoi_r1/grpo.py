@@ -287,17 +287,23 @@ class GRPOModule(HOIModule):
         self._generations += 1
         return buffer
 
-    def _triplet_advantages(self, scores: RewardBreakdown, completions: Completions) -> torch.Tensor:
-        """``(P·G, T)`` per-token triplet advantages of this rank's single-turn completions (its
-        groups are whole; :class:`~hoi_r1.ov_hoi.tool_grpo.ToolGRPOModule` refuses triplet credit)."""
+    def _judged_rows(self, scores: RewardBreakdown, completions: Completions):
+        """Per single-turn completion row: its index, text, judged answer, length and the
+        character offsets of its tokens."""
         tok = self.datamodule.processor.tokenizer
-        values = torch.full(completions.token_ids.shape, float("nan"))
-        parts = torch.full(completions.token_ids.shape, -1, dtype=torch.long)
-        credits = []
         for row, (text, answer, ids, mask) in enumerate(zip(completions.texts, scores.answers,
                                                             completions.token_ids, completions.mask)):
             n = int(mask.sum())
-            row_values, row_parts, row_credits = answer_credits(text, answer, char_offsets(tok, ids[:n].tolist()))
+            yield row, text, answer, n, char_offsets(tok, ids[:n].tolist())
+
+    def _triplet_advantages(self, scores: RewardBreakdown, completions: Completions) -> torch.Tensor:
+        """``(P·G, T)`` per-token triplet advantages of this rank's single-turn completions (its
+        groups are whole; :class:`~hoi_r1.ov_hoi.tool_grpo.ToolGRPOModule` refuses triplet credit)."""
+        values = torch.full(completions.token_ids.shape, float("nan"))
+        parts = torch.full(completions.token_ids.shape, -1, dtype=torch.long)
+        credits = []
+        for row, text, answer, n, offsets in self._judged_rows(scores, completions):
+            row_values, row_parts, row_credits = answer_credits(text, answer, offsets)
             values[row, :n] = torch.tensor(row_values, dtype=values.dtype)
             parts[row, :n] = torch.tensor(row_parts, dtype=torch.long)
             credits.append(row_credits)
@@ -306,13 +312,10 @@ class GRPOModule(HOIModule):
     def _calibration_targets(self, buffer: RolloutBuffer, scores: RewardBreakdown, completions: Completions) -> None:
         """The calibration term's inputs (:mod:`hoi_r1.calibration`): per token its triplet, per
         triplet its verdict and weight, for this rank's single-turn completions."""
-        tok = self.datamodule.processor.tokenizer
         index = torch.full(completions.token_ids.shape, -1, dtype=torch.long)
         rows = []
-        for row, (text, answer, ids, mask) in enumerate(zip(completions.texts, scores.answers,
-                                                            completions.token_ids, completions.mask)):
-            n = int(mask.sum())
-            token_index, row_targets, row_weights = completion_score_targets(text, answer, char_offsets(tok, ids[:n].tolist()))
+        for row, text, answer, n, offsets in self._judged_rows(scores, completions):
+            token_index, row_targets, row_weights = completion_score_targets(text, answer, offsets)
             index[row, :n] = torch.tensor(token_index, dtype=torch.long)
             rows.append((row_targets, row_weights))
         K = max((len(t) for t, _ in rows), default=0)
