@@ -121,14 +121,8 @@ class GRPOModule(HOIModule):
     ) -> None:
         super().__init__(model, optimizer, scheduler, generation, evaluation, log_examples, init_from_checkpoint)
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
-        if rollout.num_generations < 2:
-            raise ValueError(f"rollout.num_generations must be >= 2 (a group), found {rollout.num_generations}")
-        if loss.triplet_credit < 0:
-            raise ValueError(f"loss.triplet_credit must be >= 0, found {loss.triplet_credit}")
-        if loss.calibration < 0:
-            raise ValueError(f"loss.calibration must be >= 0, found {loss.calibration}")
-        if loss.num_iterations < 1 or (loss.steps_per_generation is not None and loss.steps_per_generation < 1):
-            raise ValueError("loss.num_iterations and loss.steps_per_generation must be >= 1")
+        rollout.check()
+        loss.check()
         self.rollout = rollout
         self.reward_weights = rewards
         self.loss_settings = loss

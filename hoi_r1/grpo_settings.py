@@ -36,6 +36,11 @@ class RolloutSettings:
     top_p: float = 1.0
     top_k: int = 0
 
+    def check(self) -> None:
+        """Refuse settings the stage cannot run (a group needs two completions)."""
+        if self.num_generations < 2:
+            raise ValueError(f"rollout.num_generations must be >= 2 (a group), found {self.num_generations}")
+
     def sampling(self) -> RolloutSampling:
         """The engines' sampling of one generation batch.
 
@@ -87,6 +92,21 @@ class GRPOLossSettings:
     calibration: float = 0.0
     calibration_loss: CalibrationLoss = "brier"
     steps_per_generation: int | None = None
+
+    def check(self) -> None:
+        """Refuse negative term weights and fewer than one pass or micro-batch.
+
+        >>> GRPOLossSettings(calibration=-1.0).check()
+        Traceback (most recent call last):
+        ...
+        ValueError: loss.calibration must be >= 0, found -1.0
+        """
+        if self.triplet_credit < 0:
+            raise ValueError(f"loss.triplet_credit must be >= 0, found {self.triplet_credit}")
+        if self.calibration < 0:
+            raise ValueError(f"loss.calibration must be >= 0, found {self.calibration}")
+        if self.num_iterations < 1 or (self.steps_per_generation is not None and self.steps_per_generation < 1):
+            raise ValueError("loss.num_iterations and loss.steps_per_generation must be >= 1")
 
 
 @dataclass
