@@ -24,7 +24,8 @@ those of greedy evaluation.
 * :func:`score_token_index` assigns each completion token to the triplet whose label spans it
   overlaps (the tokens :func:`hoi_r1.scores.span_mean_logprobs` averages);
 * :func:`triplet_targets` gives each triplet its verdict and weight;
-* :func:`completion_score_targets` does both for one judged completion;
+* :func:`completion_score_targets` does both for one judged completion, and
+  :func:`batch_score_targets` for a batch of them;
 * :func:`calibration_loss` is the term over a micro-batch of rows.
 
 >>> score_token_index([LabelSpans((2, 5), ((8, 9),))], [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10)])
@@ -35,11 +36,11 @@ those of greedy evaluation.
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Iterable, Literal, Sequence
 
 import torch
 
-from hoi_r1.judged_answer import JudgedAnswer
+from hoi_r1.judged_answer import JudgedAnswer, JudgedRow
 from hoi_r1.scores import LabelSpans, label_spans
 
 CalibrationLoss = Literal["log", "brier"]
@@ -79,6 +80,25 @@ def completion_score_targets(
     spans = label_spans(text, answer.parsed, answer.target.vocab)
     targets, weights = triplet_targets(answer.detection_hits)
     return score_token_index(spans, token_offsets), targets, weights
+
+
+def batch_score_targets(
+    rows: Iterable[JudgedRow], shape: tuple[int, int],
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """:func:`completion_score_targets` of a batch of single-turn completions, as the ``shape``
+    token index (``-1``: no triplet) and the ``(R, K)`` targets and weights (0: padding) that
+    :func:`calibration_loss` takes."""
+    index = torch.full(shape, -1, dtype=torch.long)
+    per_row = []
+    for r in rows:
+        token_index, row_targets, row_weights = completion_score_targets(r.text, r.answer, r.offsets)
+        index[r.row, : r.length] = torch.tensor(token_index, dtype=torch.long)
+        per_row.append((row_targets, row_weights))
+    K = max((len(t) for t, _ in per_row), default=0)
+    targets, weights = torch.zeros(shape[0], K), torch.zeros(shape[0], K)
+    for row, (t, w) in enumerate(per_row):
+        targets[row, : len(t)], weights[row, : len(w)] = torch.tensor(t), torch.tensor(w)
+    return index, targets, weights
 
 
 def calibration_loss(

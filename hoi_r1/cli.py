@@ -26,11 +26,9 @@ The model class is chosen in YAML (``model.class_path``: :class:`~hoi_r1.sft.SFT
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 import textwrap
-from typing import Callable
 
 from hoi_r1 import ABOUT, PROG
 
@@ -43,30 +41,17 @@ LIGHTNING_COMMANDS: dict[str, str] = {
 """LightningCLI's sub-commands, configured by YAML (``hoi-r1 fit --help`` lists every argument)."""
 
 
-def _tiny_model(argv: list[str]) -> int:
-    from hoi_r1.tiny import TinyModelSize, build_tiny_qwen2_5_vl  # transformers: imported only when used
-
-    parser = argparse.ArgumentParser(prog="hoi-r1 tiny-model", description="Build the tiny random Qwen2.5-VL.")
-    parser.add_argument("--out", required=True, help="output directory (save_pretrained layout)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
-    parser.add_argument("--image-size", type=int, default=TinyModelSize.image_size, help="largest image side in pixels")
-    args = parser.parse_args(argv)
-    path = build_tiny_qwen2_5_vl(args.out, TinyModelSize(image_size=args.image_size), seed=args.seed)
-    print(f"tiny Qwen2.5-VL written to {path}")
-    return 0
-
-
-COMMANDS: dict[str, str | Callable[[list[str]], int]] = {
+COMMANDS: dict[str, str] = {
     "synth": "hoi_r1.synthetic.world",
     "eval": "hoi_r1.eval_command",
     "distill": "hoi_r1.distill",
     "export": "hoi_r1.export",
     "detections": "hoi_r1.ov_hoi.detection",
     "cold-start": "hoi_r1.ov_hoi.cold_start",
-    "tiny-model": _tiny_model,
+    "tiny-model": "hoi_r1.tiny",
 }
-"""The project's own sub-commands (everything else goes to LightningCLI): a module whose
-``main(argv)`` runs the command, or the function itself."""
+"""The project's own sub-commands (everything else goes to LightningCLI): the module whose
+``main(argv)`` runs the command, imported only when it runs."""
 
 SUMMARIES: dict[str, str] = {
     **LIGHTNING_COMMANDS,
@@ -122,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         print(usage(), file=sys.stdout if words else sys.stderr)
         return 0 if words else 2
     if words[0] in COMMANDS:
-        command = COMMANDS[words[0]]
-        if isinstance(command, str):  # a module with main(argv), imported only when used
-            command = importlib.import_module(command).main
-        return command(words[1:])
+        return importlib.import_module(COMMANDS[words[0]]).main(words[1:])
     if not words[0].startswith("-") and words[0] not in LIGHTNING_COMMANDS:
         print(unknown_command(words[0]), file=sys.stderr)
         return 2

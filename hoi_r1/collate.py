@@ -1,5 +1,8 @@
-"""Batches for SFT (whole conversations, loss on the answer only) and for generation (prompts;
-for ``task: tools`` the prompt messages and tool contexts of tool-using episodes).
+"""Batches for SFT (whole conversations, loss on the answer only) and for generation (prompts),
+of HOI answers (:class:`SFTCollator`, :class:`GenerationCollator`) and of grounding answers
+(:class:`GroundingSFTCollator`, :class:`GroundingGenerationCollator`); the tool-using episodes
+of ``task: tools`` have theirs in :mod:`hoi_r1.ov_hoi.collate`, and :mod:`hoi_r1.tasks` says
+which task uses which.
 
 SFT labels are ``-100`` everywhere except the assistant's turns and their closing
 ``<|im_end|>``: the system, user and tool turns, the image tokens and the padding are masked.
@@ -12,7 +15,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Literal
 
 import torch
 
@@ -30,7 +32,9 @@ IGNORE_INDEX = -100
 
 
 @dataclass
-class _Conversation:
+class Conversation:
+    """One conversation of a batch: its image item, coordinate frame and chat-template text."""
+
     item: ImageItem
     frame: Frame
     text: str
@@ -40,18 +44,12 @@ class _Conversation:
         return self.images if self.images is not None else [self.item.image]
 
 
-Task = Literal["hoi", "grounding", "tools"]
-
-
 class _Collator:
-    def __init__(
-        self, processor, vocab: HOIVocabulary, prompt: PromptConfig, frame_kind: FrameKind, task: Task = "hoi"
-    ) -> None:
+    def __init__(self, processor, vocab: HOIVocabulary, prompt: PromptConfig, frame_kind: FrameKind) -> None:
         self.processor = processor
         self.vocab = vocab
         self.prompt = prompt
         self.frame_kind = frame_kind
-        self.task = task
         self._pixels = pixel_limits(processor.image_processor)
 
     def frame_for(self, sample: HOISample) -> Frame:
@@ -60,16 +58,14 @@ class _Collator:
         return Frame.for_image(self.frame_kind, sample.width, sample.height, min_pixels=lo, max_pixels=hi, factor=factor)
 
     def instruction(self, frame: Frame) -> str:
-        if self.task == "grounding":
-            return build_grounding_instruction(self.vocab, frame)
         return build_instruction(self.vocab, frame, self.prompt)
 
-    def _encode(self, conversations: list[_Conversation], padding_side: str) -> dict:
+    def _encode(self, conversations: list[Conversation], padding_side: str) -> dict:
         images = [image for c in conversations for image in c.all_images()]
         return encode_conversations(self.processor, [c.text for c in conversations], images, padding_side)
 
     @staticmethod
-    def _meta(conversations: list[_Conversation]) -> dict:
+    def _meta(conversations: list[Conversation]) -> dict:
         return {
             "samples": [c.item.sample for c in conversations],
             "frames": [c.frame for c in conversations],
@@ -86,14 +82,13 @@ class SFTCollator(_Collator):
         prompt: prompt options.
         frame_kind: coordinate frame of boxes in the text.
         max_length: longest conversation in tokens; longer ones are left out and counted.
-        task: ``hoi`` (the HOI answer) or ``grounding`` (every person and object with its box).
         reasoning_style: what the ``<think>`` block of a target says when the sample has no
             reasoning of its own (:data:`hoi_r1.answer_render.ReasoningStyle`).
     """
 
-    def __init__(self, processor, vocab, prompt, frame_kind, max_length: int = 4096, task: Task = "hoi",
+    def __init__(self, processor, vocab, prompt, frame_kind, max_length: int = 4096,
                  reasoning_style: ReasoningStyle = "verbs") -> None:
-        super().__init__(processor, vocab, prompt, frame_kind, task)
+        super().__init__(processor, vocab, prompt, frame_kind)
         self.max_length = max_length
         self.reasoning_style = reasoning_style
         self.too_long = 0
@@ -123,36 +118,16 @@ class SFTCollator(_Collator):
         batch.update(self._meta(conversations))
         return batch
 
-    def _conversation(self, item: ImageItem) -> _Conversation:
-        if self.task == "tools":
-            return self._tool_conversation(item)
+    def _conversation(self, item: ImageItem) -> Conversation:
         frame = self.frame_for(item.sample)
-        instruction = self.instruction(frame)
-        if self.task == "grounding":
-            answer = render_grounding_answer(item.sample, self.vocab, frame)
-        else:
-            answer = render_answer(item.sample, self.vocab, frame, reasoning=item.reasoning,
-                                   reasoning_style=self.reasoning_style)
-        messages = build_messages(instruction, answer=answer)
+        messages = build_messages(self.instruction(frame), answer=self.answer(item, frame))
         text = self.processor.apply_chat_template(messages, tokenize=False)
-        return _Conversation(item, frame, text)
+        return Conversation(item, frame, text)
 
-    def _tool_conversation(self, item: ImageItem) -> _Conversation:
-        """The OV-HOI cold-start conversation: tool system prompt, the image and the query, then the
-        recorded assistant / tool turns; images shown by tool responses follow the first one."""
-        from hoi_r1.ov_hoi.builtin import default_registry
-        from hoi_r1.ov_hoi.cold_start_records import record_frame, record_images, to_chat_messages
-        from hoi_r1.ov_hoi.prompts import build_tool_messages
-
-        if item.trace is None:
-            raise ValueError(f"{item.sample.file_name}: no cold-start trace (data.cold_start_file) for this image")
-        registry = default_registry()
-        frame = record_frame(item.trace)
-        messages = build_tool_messages(registry, self.vocab.verbs, self.vocab.objects, frame)
-        messages += to_chat_messages(item.trace)
-        text = self.processor.apply_chat_template(messages, tokenize=False)
-        images = [item.image, *record_images(item.trace, item.image, registry)]
-        return _Conversation(item, frame, text, images)
+    def answer(self, item: ImageItem, frame: Frame) -> str:
+        """The target answer of ``item``: its HOI pairs, with its reasoning or the ``<think>`` of
+        ``reasoning_style``."""
+        return render_answer(item.sample, self.vocab, frame, reasoning=item.reasoning, reasoning_style=self.reasoning_style)
 
     def labels(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """``input_ids`` with everything but the assistant turns (each with its ``<|im_end|>``)
@@ -207,51 +182,41 @@ class AssistantTokens:
 class GenerationCollator(_Collator):
     """Prompts only (left-padded, ending with the assistant turn's opening) plus the targets.
 
-    For ``task: tools`` the batch holds no tensors: the multi-turn driver encodes every turn
-    itself (:mod:`hoi_r1.ov_hoi.episode_rollout`). It holds per sample ``tool_messages`` (the tool
-    system prompt and the user turn with the image inline, :func:`hoi_r1.ov_hoi.prompts.build_tool_messages`)
-    and ``tool_contexts`` (:class:`~hoi_r1.ov_hoi.protocol.ToolContext`: frame, file name, image,
-    ``detector``).
-
     Args:
         processor: the model's processor.
         vocab: vocabulary listed in the prompt.
         prompt: prompt options.
         frame_kind: coordinate frame of boxes in the text.
-        task: ``hoi``, ``grounding`` or ``tools``.
-        detector: who answers the detection tools (``task: tools``); ``None``: they answer with an error.
     """
 
-    def __init__(self, processor, vocab, prompt, frame_kind, task: Task = "hoi", detector=None) -> None:
-        super().__init__(processor, vocab, prompt, frame_kind, task)
-        self.detector = detector
-
     def __call__(self, items: list[ImageItem]) -> dict:
-        if self.task == "tools":
-            return self._tool_prompts(items)
         conversations = []
         for item in items:
             frame = self.frame_for(item.sample)
             messages = build_messages(self.instruction(frame))
             text = self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            conversations.append(_Conversation(item, frame, text))
+            conversations.append(Conversation(item, frame, text))
         batch = dict(self._encode(conversations, "left"))
         batch.update(self._meta(conversations))
         return batch
 
-    def _tool_prompts(self, items: list[ImageItem]) -> dict:
-        from hoi_r1.ov_hoi.builtin import default_registry
-        from hoi_r1.ov_hoi.protocol import ToolContext
-        from hoi_r1.ov_hoi.prompts import build_tool_messages
 
-        registry = default_registry()
-        conversations, messages, contexts = [], [], []
-        for item in items:
-            frame = self.frame_for(item.sample)
-            conversations.append(_Conversation(item, frame, ""))
-            messages.append(build_tool_messages(registry, self.vocab.verbs, self.vocab.objects, frame, image=item.image))
-            contexts.append(ToolContext(frame, item.sample.file_name, item.image, self.detector))
-        return {"tool_messages": messages, "tool_contexts": contexts, **self._meta(conversations)}
+class GroundingSFTCollator(SFTCollator):
+    """:class:`SFTCollator` of the grounding task: every person and object with its box
+    (:mod:`hoi_r1.grounding`); ``reasoning_style`` does not apply."""
+
+    def instruction(self, frame: Frame) -> str:
+        return build_grounding_instruction(self.vocab, frame)
+
+    def answer(self, item: ImageItem, frame: Frame) -> str:
+        return render_grounding_answer(item.sample, self.vocab, frame)
+
+
+class GroundingGenerationCollator(GenerationCollator):
+    """:class:`GenerationCollator` of the grounding task."""
+
+    def instruction(self, frame: Frame) -> str:
+        return build_grounding_instruction(self.vocab, frame)
 
 
 def encode_conversations(processor, texts: list[str], images: list, padding_side: str) -> dict:
@@ -265,7 +230,7 @@ def encode_conversations(processor, texts: list[str], images: list, padding_side
         tok.padding_side = previous
 
 
-def _last_ticket(conversations: list[_Conversation]) -> tuple[int, int, int] | None:
+def _last_ticket(conversations: list[Conversation]) -> tuple[int, int, int] | None:
     tickets = [c.item.ticket for c in conversations if c.item.ticket is not None]
     return max(tickets, key=lambda t: (t[1], t[2])) if tickets else None
 

@@ -23,12 +23,17 @@ import torch
 from torch.utils.data import DataLoader
 
 from hoi_r1.answer_render import ReasoningStyle
-from hoi_r1.collate import GenerationCollator, SFTCollator, Task
+from hoi_r1.collate import GenerationCollator, SFTCollator
 from hoi_r1.frames import FrameKind
 from hoi_r1.image_dataset import HOIImageDataset, image_folder_samples, read_reasonings
+from hoi_r1.models import load_processor
+from hoi_r1.ov_hoi.cold_start_records import read_cold_start
+from hoi_r1.ov_hoi.detection import DetectionsFile, FileDetectionBackend
 from hoi_r1.prompts import PromptConfig
 from hoi_r1.readers import HOIDataset, OnBadRecord, read_annotations
+from hoi_r1.readers.zero_shot import apply_zero_shot
 from hoi_r1.sampling import ResumableSampler
+from hoi_r1.tasks import TASKS, Task
 from hoi_r1.vocab import HOIVocabulary
 
 TrainBatchKind = Literal["sft", "generation", "episodes"]
@@ -171,8 +176,6 @@ class HOIDataModule(L.LightningDataModule):
     @property
     def processor(self):
         if self._processor is None:
-            from hoi_r1.models import load_processor
-
             if self.hparams.processor is None:
                 raise ValueError("HOIDataModule needs `processor` (or a model module that provides it)")
 
@@ -228,8 +231,6 @@ class HOIDataModule(L.LightningDataModule):
             split=files.mat_split,
         )
         if self.hparams.zero_shot:
-            from hoi_r1.readers.zero_shot import apply_zero_shot
-
             source = apply_zero_shot(source, self.hparams.zero_shot, "train" if split == "train" else "test")
         if files.limit is not None:
             source = HOIDataset(
@@ -248,32 +249,29 @@ class HOIDataModule(L.LightningDataModule):
         reasonings = read_reasonings(self.hparams.reasoning_file) if self.hparams.reasoning_file else {}
         traces = {}
         if self.hparams.cold_start_file:
-            from hoi_r1.ov_hoi.cold_start_records import read_cold_start
-
             traces = {r["file_name"]: r for r in read_cold_start(self.hparams.cold_start_file)}
         return HOIImageDataset(samples, reasonings=reasonings, traces=traces)
 
     # ------------------------------------------------------------------ loaders
     def sft_collator(self) -> SFTCollator:
-        return SFTCollator(
+        """Conversation batches of the task (:data:`hoi_r1.tasks.TASKS`)."""
+        return TASKS[self.hparams.task].sft_collator(
             self.processor, self.vocab, self.prompt, self.hparams.coordinate_frame,
-            max_length=self.hparams.max_length, task=self.hparams.task, reasoning_style=self.hparams.reasoning_style,
+            max_length=self.hparams.max_length, reasoning_style=self.hparams.reasoning_style,
         )
 
     def generation_collator(self, split: str | None = None) -> GenerationCollator:
-        """Prompt batches of ``split`` (its detections answer the tools of ``task: tools``)."""
-        detector = self.tool_detector(split) if self.hparams.task == "tools" and split else None
-        return GenerationCollator(
-            self.processor, self.vocab, self.prompt, self.hparams.coordinate_frame, task=self.hparams.task,
-            detector=detector,
-        )
+        """Prompt batches of the task for ``split`` (for episodes, its detections answer the tools)."""
+        spec = TASKS[self.hparams.task]
+        args = (self.processor, self.vocab, self.prompt, self.hparams.coordinate_frame)
+        if spec.episodes:
+            return spec.generation_collator(*args, detector=self.tool_detector(split) if split else None)
+        return spec.generation_collator(*args)
 
     def tool_detector(self, split: str):
         """The detection tools' backend for ``split`` (``task: tools``): its detections file
         (:class:`~hoi_r1.ov_hoi.detection.FileDetectionBackend`), or ``None`` when none is set."""
         if split not in self._detectors:
-            from hoi_r1.ov_hoi.detection import DetectionsFile, FileDetectionBackend
-
             files = self.splits.get(split)
             path = self.hparams.predict_detections if split == "predict" else (files.detections if files else None)
             if not path:
@@ -308,8 +306,7 @@ class HOIDataModule(L.LightningDataModule):
                 self.train_sampler.load_state_dict(self._pending_sampler_state)
         # SFT trains on full conversations; GRPO trains on prompts it completes itself (task
         # tools: whole tool-using episodes, hoi_r1.ov_hoi.tool_grpo).
-        tools = self.hparams.task == "tools"
-        if kind != "sft" and tools != (kind == "episodes"):
+        if kind != "sft" and TASKS[self.hparams.task].episodes != (kind == "episodes"):
             raise ValueError(
                 "GRPO on data.task 'tools' needs the tool-using module hoi_r1.ov_hoi.tool_grpo.ToolGRPOModule, and that "
                 f"module needs data.task 'tools' (found task {self.hparams.task!r}, module {type(module).__name__})"

@@ -45,6 +45,7 @@ from hoi_r1.answer_render import render_answer
 from hoi_r1.frames import DEFAULT_MAX_PIXELS, DEFAULT_MIN_PIXELS, FRAME_KINDS, Frame
 from hoi_r1.progress import progress_bar
 from hoi_r1.prompts import THINKING_STEPS
+from hoi_r1.readers import read_annotations
 from hoi_r1.sample import HOISample
 from hoi_r1.teacher_client import TeacherClient, TeacherConfig, TeacherError, _shown
 from hoi_r1.vocab import HOIVocabulary
@@ -352,8 +353,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except ValueError as e:
         parser.error(str(e))
-    from hoi_r1.readers import read_annotations
-
     try:
         dataset = read_annotations(args.annotations, image_root=args.images, categories=args.categories,
                                    split=args.mat_split)

@@ -21,8 +21,11 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import torch
 
+from hoi_r1.boxes import box_iou
 from hoi_r1.frames import Frame
+from hoi_r1.lenient_json import read_json_list
 from hoi_r1.sample import HOISample
 from hoi_r1.vocab import HOIVocabulary
 
@@ -56,8 +59,6 @@ def build_grounding_instruction(vocab: HOIVocabulary, frame: Frame) -> str:
 def parse_grounding_answer(text: str, vocab: HOIVocabulary, frame: Frame) -> list[tuple[str, np.ndarray]]:
     """``(label, box in original pixels)`` per answer element; never raises (bad elements are
     left out). Reuses the codec's lenient list reader."""
-    from hoi_r1.lenient_json import read_json_list
-
     start = text.find("<answer>")
     start = start + len("<answer>") if start >= 0 else 0
     end = text.find("</answer>", start)
@@ -78,10 +79,6 @@ def parse_grounding_answer(text: str, vocab: HOIVocabulary, frame: Frame) -> lis
 def grounding_hits(predicted: list[tuple[str, np.ndarray]], sample: HOISample, vocab: HOIVocabulary, threshold: float = 0.5) -> int:
     """Predicted entities that match a distinct ground-truth entity of the same label at
     IoU ≥ ``threshold`` (greedy, in answer order)."""
-    import torch
-
-    from hoi_r1.boxes import box_iou
-
     truth = [("person", b) for b in sample.human_boxes] + [
         (vocab.objects[int(label)].replace("_", " "), b) for label, b in zip(sample.object_labels, sample.object_boxes)
     ]

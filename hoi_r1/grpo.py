@@ -40,6 +40,7 @@ import copy
 import logging
 import time
 from contextlib import contextmanager, nullcontext
+from typing import Iterator
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -47,13 +48,13 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from hoi_r1.datamodule import TrainBatchKind
 from hoi_r1.generation import Completions, GenerationSettings, char_offsets
 from hoi_r1.advantages import group_advantages
-from hoi_r1.calibration import calibration_loss, completion_score_targets
+from hoi_r1.calibration import batch_score_targets, calibration_loss
 from hoi_r1.grpo_loss import clipped_policy_loss
 from hoi_r1.grpo_loss import truncated_importance_weights
 from hoi_r1.hoi_evaluation import EvaluationSettings, HOIEvaluation
 from hoi_r1.grpo_settings import GRPOLogSettings, GRPOLossSettings, RolloutSettings
 from hoi_r1.hoi_module import HOIModule
-from hoi_r1.judged_answer import JudgedAnswer
+from hoi_r1.judged_answer import JudgedAnswer, JudgedRow
 from hoi_r1.models import ModelSettings
 from hoi_r1.rank_state import gather_per_rank, own_rank
 from hoi_r1.reward_target import RewardTarget
@@ -65,10 +66,11 @@ from hoi_r1.rollout.engine import EngineKind, RolloutSampling
 from hoi_r1.rollout.logprobs import completion_logps
 from hoi_r1.rollout.policy_weights import policy_weights
 from hoi_r1.rollout.sampling_stream import SamplingStream
-from hoi_r1.rollout.stats import RewardAverages, completions_markdown, greedy_baseline_stats, rollout_stats
+from hoi_r1.rollout.stats import (RewardAverages, completions_markdown, greedy_baseline_stats, policy_loss_logs,
+                                  rollout_stats)
 from hoi_r1.rollout.vllm import VLLMSettings, check_importance_sampling
 from hoi_r1.sampling import serve_of
-from hoi_r1.triplet_credit import answer_credits, group_triplet_advantages
+from hoi_r1.triplet_credit import batch_triplet_advantages
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +122,6 @@ class GRPOModule(HOIModule):
         logging: GRPOLogSettings = GRPOLogSettings(),
     ) -> None:
         super().__init__(model, optimizer, scheduler, generation, evaluation, log_examples, init_from_checkpoint)
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
         rollout.check()
         loss.check()
         self.rollout = rollout
@@ -239,13 +240,14 @@ class GRPOModule(HOIModule):
         self._times["generate"] += generated - start
 
         vocab = self.datamodule.vocab
-        targets = [RewardTarget(s, f, vocab) for s, f in zip(batch["samples"], batch["frames"]) for _ in range(G)]
+        prompts = [RewardTarget(s, f, vocab) for s, f in zip(batch["samples"], batch["frames"])]
+        targets = [t for t in prompts for _ in range(G)]  # one target per prompt: its ground truth is prepared once
         scores = self.score(completions, targets)
         total = torch.tensor(scores.total, dtype=torch.float32, device=self.device)
         everyone = self.all_gather(total).reshape(-1)  # (world · P·G,): whole groups per rank
         baseline = None
         if greedy is not None:  # the reward of each prompt's greedy answer, all ranks' prompts
-            greedy_scores = self.score(greedy, targets[::G])
+            greedy_scores = self.score(greedy, prompts)
             baseline = self.all_gather(torch.tensor(greedy_scores.total, dtype=torch.float32,
                                                     device=self.device)).reshape(-1)
         advantages, adv_stats = group_advantages(
@@ -253,8 +255,9 @@ class GRPOModule(HOIModule):
         n = total.numel()
         advantages = advantages[self.global_rank * n : (self.global_rank + 1) * n]
         token_advantages = advantages
+        shape = tuple(completions.token_ids.shape)
         if self.loss_settings.triplet_credit > 0:  # per token: A_i + λ · triplet advantage
-            triplet = self._triplet_advantages(scores, completions)
+            triplet = batch_triplet_advantages(self._judged_rows(scores, completions), shape, G).to(self.device)
             token_advantages = advantages[:, None] + self.loss_settings.triplet_credit * triplet
             credited = triplet != 0
             self.log("train/triplet_advantage/abs_mean", triplet.abs().sum() / credited.sum().clamp(min=1),
@@ -270,8 +273,11 @@ class GRPOModule(HOIModule):
             sampler_logp=completions.token_logprobs.to(self.device) if self.engine_kind == "vllm" else None,
             turns=completions.turns,
         )
-        if self.loss_settings.calibration > 0:
-            self._calibration_targets(buffer, scores, completions)
+        if self.loss_settings.calibration > 0:  # per token its triplet, per triplet its verdict and weight
+            index, targets, weights = batch_score_targets(self._judged_rows(scores, completions), shape)
+            total = self.trainer.strategy.reduce(weights.sum().to(self.device), reduce_op="sum")
+            buffer.score_index, buffer.score_targets = index.to(self.device), targets.to(self.device)
+            buffer.score_weights, buffer.score_total = weights.to(self.device), float(total) / self.trainer.world_size
         with torch.no_grad():
             if self._needs_old_logps():
                 buffer.old_logp = self._buffer_logps(batch, buffer, self.model)
@@ -281,45 +287,13 @@ class GRPOModule(HOIModule):
         self._generations += 1
         return buffer
 
-    def _judged_rows(self, scores: RewardBreakdown, completions: Completions):
-        """Per single-turn completion row: its index, text, judged answer, length and the
-        character offsets of its tokens."""
+    def _judged_rows(self, scores: RewardBreakdown, completions: Completions) -> Iterator[JudgedRow]:
+        """This rank's single-turn completions, judged, with their tokens' characters."""
         tok = self.datamodule.processor.tokenizer
         for row, (text, answer, ids, mask) in enumerate(zip(completions.texts, scores.answers,
                                                             completions.token_ids, completions.mask)):
             n = int(mask.sum())
-            yield row, text, answer, n, char_offsets(tok, ids[:n].tolist())
-
-    def _triplet_advantages(self, scores: RewardBreakdown, completions: Completions) -> torch.Tensor:
-        """``(P·G, T)`` per-token triplet advantages of this rank's single-turn completions (its
-        groups are whole; :class:`~hoi_r1.ov_hoi.tool_grpo.ToolGRPOModule` refuses triplet credit)."""
-        values = torch.full(completions.token_ids.shape, float("nan"))
-        parts = torch.full(completions.token_ids.shape, -1, dtype=torch.long)
-        credits = []
-        for row, text, answer, n, offsets in self._judged_rows(scores, completions):
-            row_values, row_parts, row_credits = answer_credits(text, answer, offsets)
-            values[row, :n] = torch.tensor(row_values, dtype=values.dtype)
-            parts[row, :n] = torch.tensor(row_parts, dtype=torch.long)
-            credits.append(row_credits)
-        return group_triplet_advantages(values, parts, credits, self.rollout.num_generations).to(self.device)
-
-    def _calibration_targets(self, buffer: RolloutBuffer, scores: RewardBreakdown, completions: Completions) -> None:
-        """The calibration term's inputs (:mod:`hoi_r1.calibration`): per token its triplet, per
-        triplet its verdict and weight, for this rank's single-turn completions."""
-        index = torch.full(completions.token_ids.shape, -1, dtype=torch.long)
-        rows = []
-        for row, text, answer, n, offsets in self._judged_rows(scores, completions):
-            token_index, row_targets, row_weights = completion_score_targets(text, answer, offsets)
-            index[row, :n] = torch.tensor(token_index, dtype=torch.long)
-            rows.append((row_targets, row_weights))
-        K = max((len(t) for t, _ in rows), default=0)
-        targets, weights = torch.zeros(len(rows), K), torch.zeros(len(rows), K)
-        for row, (t, w) in enumerate(rows):
-            targets[row, : len(t)], weights[row, : len(w)] = torch.tensor(t), torch.tensor(w)
-        total = self.trainer.strategy.reduce(weights.sum().to(self.device), reduce_op="sum")
-        buffer.score_index, buffer.score_targets = index.to(self.device), targets.to(self.device)
-        buffer.score_weights = weights.to(self.device)
-        buffer.score_total = float(total) / self.trainer.world_size
+            yield JudgedRow(row, text, answer, n, char_offsets(tok, ids[:n].tolist()))
 
     def _sample(self, batch: dict, n: int, sampling: RolloutSampling) -> Completions:
         """``n`` completions per prompt (:class:`~hoi_r1.ov_hoi.tool_grpo.ToolGRPOModule`: whole episodes)."""
@@ -387,17 +361,7 @@ class GRPOModule(HOIModule):
             self.log("train/calibration/loss", calibration, batch_size=n)
             loss = loss + settings.calibration * calibration
         self.log("train/loss", loss, prog_bar=True, batch_size=n)
-        values = {"train/clip_ratio/low": stats.clip_low, "train/clip_ratio/high": stats.clip_high,
-                  "train/clip_ratio/region": stats.clip_region, "train/ratio": stats.ratio}
-        if stats.kl is not None:
-            values["train/kl"] = stats.kl
-        if weights is not None:
-            values["train/importance_weight"] = (weights.expand_as(mask) * mask).sum() / mask.sum().clamp(min=1)
-            applied = weights.flatten() if weights.shape[1] == 1 else weights[mask.bool()]  # TRL's sampling/importance_sampling_ratio
-            if applied.numel():
-                values.update({"train/importance_ratio/min": applied.min(), "train/importance_ratio/mean": applied.mean(),
-                               "train/importance_ratio/max": applied.max()})
-        self.log_dict(values, batch_size=n)
+        self.log_dict(policy_loss_logs(stats, weights, mask), batch_size=n)
         return loss
 
     def _log_rollout(self, scores, everyone, advantages, adv_stats, completions, batch, seconds: float,

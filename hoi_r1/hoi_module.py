@@ -2,10 +2,10 @@
 
 Loading the model (:func:`~hoi_r1.models.load_model`, or weights of an earlier hoi_r1 checkpoint
 with :func:`load_initial_weights`), the optimizer and scheduler factories, the batch transfer,
-validation / test (generate → parse → HOI-mAP with :mod:`hoi_r1.hoi_evaluation`), predict, and
-the random-number states in checkpoints. The tool-using mode (``data.task: tools``) lives in
-:mod:`hoi_r1.ov_hoi`: its modules override :meth:`HOIModule._evaluation` and
-:meth:`HOIModule._predict_texts` (this module never imports it). Every validation / test number
+validation / test (generate → parse → HOI-mAP with :mod:`hoi_r1.hoi_evaluation`; each task's
+evaluation from :data:`hoi_r1.tasks.TASKS`), predict, and the random-number states in
+checkpoints. The tool-using mode (``data.task: tools``) lives in :mod:`hoi_r1.ov_hoi`: its
+modules set :attr:`HOIModule.episodes` and override :meth:`HOIModule._predict_texts`. Every validation / test number
 is a torchmetrics state gathered from all processes at the epoch's end, so under DDP each rank
 logs the values of the whole split (docs/training.md, "Numbers under DDP"). :class:`~hoi_r1.sft.SFTModule` and
 :class:`~hoi_r1.grpo.GRPOModule` add their training step on top, so both stages report the very
@@ -26,12 +26,14 @@ import numpy as np
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
+from hoi_r1.answer import parse_answer
 from hoi_r1.collate import move_batch
 from hoi_r1.datamodule import TrainBatchKind
-from hoi_r1.generation import GenerationSettings
-from hoi_r1.hoi_evaluation import EvaluationSettings, GroundingEvaluation, HOIEvaluation
+from hoi_r1.generation import GenerationSettings, generate
+from hoi_r1.hoi_evaluation import EvaluationSettings, HOIEvaluation
 from hoi_r1.models import LoraSettings, ModelSettings, add_lora, apply_freezing, count_parameters, load_model
 from hoi_r1.module_logging import log_examples, predictions_record
+from hoi_r1.tasks import TASKS
 
 
 class HOIModule(L.LightningModule):
@@ -46,11 +48,19 @@ class HOIModule(L.LightningModule):
         log_examples: images with drawn predictions (and completions as text) logged per
             validation epoch.
         init_from_checkpoint: a hoi_r1 ``.ckpt`` whose model weights replace the loaded ones
-            before training (e.g. the SFT stage's ``last.ckpt``); ``None`` keeps ``model``'s.
+            before training (the SFT stage's ``last.ckpt`` for GRPO, or an SFT checkpoint to
+            fine-tune further with a new schedule; ``--ckpt_path`` resumes a run instead);
+            ``None`` keeps ``model``'s.
+
+    The constructor saves the arguments of the whole subclass chain as hyper-parameters (the
+    optimizer and scheduler factories aside).
     """
 
     train_batch_kind: TrainBatchKind = "sft"
     train_batch_repeat: int = 1
+    episodes: bool = False
+    """Whether the module runs tool-using episodes (the tool mode's modules); ``data.task`` must
+    agree (:attr:`hoi_r1.tasks.TaskSpec.episodes`)."""
 
     def __init__(
         self,
@@ -63,6 +73,7 @@ class HOIModule(L.LightningModule):
         init_from_checkpoint: str | None = None,
     ) -> None:
         super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])  # a subclass's arguments too
         self.settings = model
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
@@ -86,21 +97,19 @@ class HOIModule(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         self.datamodule.default_processor(self.settings.name_or_path)
-        vocab = self.datamodule.vocab
         task = self.datamodule.hparams.task
-        for split in ("val", "test"):
-            if split not in self.evaluations:
-                self.evaluations[split] = self._evaluation(task, vocab)
-
-    def _evaluation(self, task: str, vocab):
-        """A fresh validation / test evaluation of ``task`` (the tool mode's modules override it)."""
-        if task == "tools":
+        spec, name = TASKS[task], type(self).__name__
+        if spec.episodes and not self.episodes:
             raise ValueError(
-                f"data.task 'tools' runs tool-using episodes, which {type(self).__name__} does not: use "
+                f"data.task {task!r} runs tool-using episodes, which {name} does not: use "
                 "hoi_r1.ov_hoi.sft.ToolSFTModule (cold-start SFT) or hoi_r1.ov_hoi.tool_grpo.ToolGRPOModule (GRPO)"
             )
-        kind = GroundingEvaluation if task == "grounding" else HOIEvaluation
-        return kind(vocab, self.evaluation_settings)
+        if self.episodes and not spec.episodes:
+            wanted = " or ".join(repr(t) for t, s in TASKS.items() if s.episodes)
+            raise ValueError(f"{name} needs data.task {wanted}, found {task!r}")
+        for split in ("val", "test"):
+            if split not in self.evaluations:
+                self.evaluations[split] = spec.evaluation(self.datamodule.vocab, self.evaluation_settings)
 
     @property
     def datamodule(self):
@@ -156,8 +165,6 @@ class HOIModule(L.LightningModule):
         self.last_metrics = {stage: values}
 
     def predict_step(self, batch: dict, batch_idx: int) -> list[dict]:
-        from hoi_r1.answer import parse_answer
-
         vocab = self.datamodule.vocab
         answers, texts = self._predict_texts(batch)
         return [
@@ -169,8 +176,6 @@ class HOIModule(L.LightningModule):
         """Per image, the text to parse as the answer and the text to keep as the completion
         (one generated completion for both; the tool mode's modules: an episode's final answer
         and its transcript)."""
-        from hoi_r1.generation import generate
-
         texts = generate(self.model, self.datamodule.processor, batch, self.generation, logprobs=False).texts
         return texts, texts
 

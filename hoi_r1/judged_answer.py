@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -107,3 +108,21 @@ HIT_IOU = 0.5
 def _jaccard(a: set[int], b: frozenset[int]) -> float:
     union = len(a | b)
     return len(a & b) / union if union else 0.0
+
+
+class JudgedRow(NamedTuple):
+    """One single-turn completion of a generation batch, judged, with its tokens' characters.
+
+    Args:
+        row: its row in the batch.
+        text: the completion.
+        answer: its judged answer.
+        length: its tokens (the row's real, unpadded tokens).
+        offsets: ``(start, end)`` characters of each of those tokens in ``text``.
+    """
+
+    row: int
+    text: str
+    answer: JudgedAnswer
+    length: int
+    offsets: list[tuple[int, int]]

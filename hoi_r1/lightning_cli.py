@@ -27,6 +27,7 @@ from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
+from hoi_r1.datamodule import HOIDataModule
 from hoi_r1 import ABOUT, PROG
 
 log = logging.getLogger(__name__)
@@ -341,8 +342,6 @@ def _checkpoint_path(config) -> str | None:
 
 def cli_main(args: list[str] | None = None, run: bool = True) -> LightningCLI:
     """Run LightningCLI (importable for tests)."""
-    from hoi_r1.datamodule import HOIDataModule  # the data stack, imported only for LightningCLI's commands
-
     return HOICLI(
         model_class=None,
         datamodule_class=HOIDataModule,

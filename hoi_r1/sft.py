@@ -18,12 +18,9 @@ from __future__ import annotations
 import time
 
 import torch
-from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from hoi_r1.generation import GenerationSettings, model_inputs
-from hoi_r1.hoi_evaluation import EvaluationSettings
+from hoi_r1.generation import model_inputs
 from hoi_r1.hoi_module import HOIModule
-from hoi_r1.models import ModelSettings
 
 
 def answer_loss(model, batch: dict) -> torch.Tensor:
@@ -48,36 +45,13 @@ class SFTModule(HOIModule):
     Set-up, validation / test / predict and the checkpoint hooks come from
     :class:`~hoi_r1.hoi_module.HOIModule` (shared with GRPO).
 
-    Args:
-        model: which model to load and how (LoRA, freezing, dtype, attention kernel).
-        optimizer: optimizer factory (LightningCLI ``--optimizer``); AdamW(lr=1e-5) by default.
-        scheduler: learning-rate scheduler factory, stepped every optimizer step; none by default.
-        generation: generation settings of validation, test and predict.
-        evaluation: HOI-mAP protocol and confidence scores.
-        log_examples: images with drawn predictions (and completions as text) logged per
-            validation epoch.
-        init_from_checkpoint: a hoi_r1 ``.ckpt`` whose model weights replace the loaded ones
-            before training (fine-tuning further from an SFT checkpoint with a new schedule;
-            ``--ckpt_path`` resumes a run instead); ``None`` keeps ``model``'s.
+    Its constructor arguments are :class:`~hoi_r1.hoi_module.HOIModule`'s (``hoi-r1 fit
+    --model.help hoi_r1.sft.SFTModule`` lists them).
     """
 
     train_batch_kind = "sft"
-
-    def __init__(
-        self,
-        model: ModelSettings = ModelSettings(),
-        optimizer: OptimizerCallable | None = None,
-        scheduler: LRSchedulerCallable | None = None,
-        generation: GenerationSettings = GenerationSettings(),
-        evaluation: EvaluationSettings = EvaluationSettings(),
-        log_examples: int = 2,
-        init_from_checkpoint: str | None = None,
-    ) -> None:
-        super().__init__(model, optimizer, scheduler, generation, evaluation, log_examples,
-                         init_from_checkpoint=init_from_checkpoint)
-        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
-        self._tokens = 0
-        self._clock = None
+    _tokens = 0
+    _clock: float | None = None
 
     # ------------------------------------------------------------------ training
     def on_train_epoch_start(self) -> None:

@@ -25,10 +25,17 @@ True
 
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
+
+from hoi_r1.frames import FRAME_KINDS, Frame
+from hoi_r1.grounding import build_grounding_instruction
+from hoi_r1.prompts import PromptConfig, build_instruction
+from hoi_r1.synthetic.scene import synthetic_vocabulary
+from hoi_r1.vocab import HOIVocabulary
 
 QWEN_SPECIAL_TOKENS: tuple[str, ...] = (
     "<|endoftext|>",
@@ -250,12 +257,6 @@ def default_corpus(extra: Sequence[str] = ()) -> list[str]:
     """Tokenizer training texts: the instructions, reasoning sentences and answers the project
     writes (HICO-DET and synthetic vocabularies, every prompt style and frame, the grounding task,
     tool calls), so that the tiny tokenizer compresses the project's own prompts well."""
-    from hoi_r1.frames import FRAME_KINDS, Frame
-    from hoi_r1.grounding import build_grounding_instruction
-    from hoi_r1.prompts import PromptConfig, build_instruction
-    from hoi_r1.synthetic.scene import synthetic_vocabulary
-    from hoi_r1.vocab import HOIVocabulary
-
     hico, synthetic = HOIVocabulary.hico_det(), synthetic_vocabulary()
     texts = list(extra)
     for vocab in (hico, synthetic):
@@ -283,3 +284,15 @@ def default_corpus(extra: Sequence[str] = ()) -> list[str]:
         '[{"label": "person", "box": [8, 16, 32, 64]}]',
     ]
     return texts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``hoi-r1 tiny-model``: build the tiny random Qwen2.5-VL into a folder."""
+    parser = argparse.ArgumentParser(prog="hoi-r1 tiny-model", description="Build the tiny random Qwen2.5-VL.")
+    parser.add_argument("--out", required=True, help="output directory (save_pretrained layout)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random weights")
+    parser.add_argument("--image-size", type=int, default=TinyModelSize.image_size, help="largest image side in pixels")
+    args = parser.parse_args(argv)
+    path = build_tiny_qwen2_5_vl(args.out, TinyModelSize(image_size=args.image_size), seed=args.seed)
+    print(f"tiny Qwen2.5-VL written to {path}")
+    return 0

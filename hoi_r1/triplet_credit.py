@@ -46,12 +46,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import torch
 
 from hoi_r1.advantages import STD_EPSILON, nanstd
-from hoi_r1.judged_answer import HIT_IOU, JudgedAnswer
+from hoi_r1.judged_answer import HIT_IOU, JudgedAnswer, JudgedRow
 from hoi_r1.matching import greedy_match
 from hoi_r1.scores import label_spans
 
@@ -212,3 +212,17 @@ def group_triplet_advantages(
             scaled = (values[group] - part.mean()) / (std + STD_EPSILON)
             out[group] = torch.where(here, scaled, out[group])
     return out
+
+
+def batch_triplet_advantages(rows: Iterable[JudgedRow], shape: tuple[int, int], group_size: int) -> torch.Tensor:
+    """``shape`` per-token triplet advantages of a batch of single-turn completions (whole groups
+    of ``group_size`` rows): :func:`answer_credits` per row, then :func:`group_triplet_advantages`."""
+    values = torch.full(shape, float("nan"))
+    parts = torch.full(shape, -1, dtype=torch.long)
+    credits = []
+    for r in rows:
+        row_values, row_parts, row_credits = answer_credits(r.text, r.answer, r.offsets)
+        values[r.row, : r.length] = torch.tensor(row_values, dtype=values.dtype)
+        parts[r.row, : r.length] = torch.tensor(row_parts, dtype=torch.long)
+        credits.append(row_credits)
+    return group_triplet_advantages(values, parts, credits, group_size)

@@ -24,10 +24,12 @@ With the model:
 * :mod:`hoi_r1.ov_hoi.evaluation` — validation / test / predict of episodes;
 * :mod:`hoi_r1.ov_hoi.sft` (:class:`~hoi_r1.ov_hoi.sft.ToolSFTModule`) and
   :mod:`hoi_r1.ov_hoi.tool_grpo` (:class:`~hoi_r1.ov_hoi.tool_grpo.ToolGRPOModule`) — the two
-  training stages.
+  training stages;
+* :mod:`hoi_r1.ov_hoi.collate` — the batches of ``data.task: tools`` (cold-start
+  conversations, the opening messages of episodes).
 
-The dependency goes one way: this package imports the core modules, and the core modules
-(generation, the rollout engines, the LightningModules) do not import it; only the data side
-(:mod:`hoi_r1.collate`, :mod:`hoi_r1.datamodule`) imports the pure parts it needs for
-``data.task: tools`` batches, inside the functions that build them.
+The dependency goes one way: this package imports the core modules, and of those only two import
+it directly: :mod:`hoi_r1.tasks`, which maps ``data.task: tools`` to its batches and evaluation
+(the LightningModules and the datamodule read that map), and :mod:`hoi_r1.datamodule`, which
+reads cold-start traces and detections files. Generation and the rollout engines do not.
 """

@@ -64,6 +64,8 @@ from hoi_r1.ov_hoi.episode import Episode
 from hoi_r1.ov_hoi.episode_driver import run_episode
 from hoi_r1.ov_hoi.protocol import CALL_CLOSE, CALL_OPEN, ToolContext, ToolRegistry
 from hoi_r1.progress import progress
+from hoi_r1.readers import read_annotations
+from hoi_r1.readers.zero_shot import apply_zero_shot
 from hoi_r1.sample import HOISample
 from hoi_r1.vocab import HOIVocabulary
 
@@ -304,8 +306,6 @@ def write_cold_start(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``hoi-r1 cold-start``: write tool-using reasoning traces from ground truth."""
-    from hoi_r1.readers import read_annotations
-
     d = ColdStartConfig()
     parser = argparse.ArgumentParser(prog="hoi-r1 cold-start", description="Write tool-using SFT traces from ground truth.")
     parser.add_argument("--annotations", required=True, help="training annotation file")
@@ -328,8 +328,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     dataset = read_annotations(args.annotations, categories=args.categories, image_root=args.images,
                                on_bad_record=args.on_bad_record)
     if args.zero_shot:
-        from hoi_r1.readers.zero_shot import apply_zero_shot
-
         dataset = apply_zero_shot(dataset, args.zero_shot, "train")
     detections = DetectionsFile.read(args.detections)
     config = ColdStartConfig(frame=args.frame, min_pixels=args.min_pixels, max_pixels=args.max_pixels,

@@ -47,6 +47,7 @@ from hoi_r1.answer import rank_scores
 from hoi_r1.frames import Frame
 from hoi_r1.grounding import build_grounding_instruction, parse_grounding_answer
 from hoi_r1.progress import progress
+from hoi_r1.readers import read_annotations
 from hoi_r1.readers.records import BadRecordError
 from hoi_r1.sample import HOISample
 from hoi_r1.vocab import HOIVocabulary
@@ -314,8 +315,6 @@ def _false_alarm(rng: np.random.Generator, vocab: HOIVocabulary, sample: HOISamp
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``hoi-r1 detections``: write a noisy detections file from an annotation file."""
-    from hoi_r1.readers import read_annotations
-
     parser = argparse.ArgumentParser(
         prog="hoi-r1 detections", description="Write a detections file from ground truth with noise, misses and false alarms."
     )

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from hoi_r1.answer import ANSWER_OPEN
+from hoi_r1.ov_hoi.builtin import default_registry
 from hoi_r1.ov_hoi.protocol import (
     ERROR_PREFIX,
     RESPONSE_CLOSE,
@@ -197,8 +198,6 @@ def read_transcript(text: str, registry: ToolRegistry | None = None) -> Transcri
     ``k``-th call of a model turn is answered by the ``k``-th block of the tool turn after it;
     a valid call is redundant when an earlier valid call has the same checked arguments."""
     if registry is None:
-        from hoi_r1.ov_hoi.builtin import default_registry
-
         registry = default_registry()
     text = text if isinstance(text, str) else ""
     turns: list[tuple[Role, str]] = []

@@ -25,9 +25,12 @@ result. What an episode holds: :mod:`hoi_r1.ov_hoi.episode`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import Callable, Sequence
+
+from PIL import Image
 
 from hoi_r1.answer import ANSWER_OPEN
+from hoi_r1.ov_hoi.builtin import default_registry
 from hoi_r1.ov_hoi.episode import CallRecord, Episode, Turn
 from hoi_r1.ov_hoi.protocol import (
     RESPONSE_OPEN,
@@ -40,11 +43,8 @@ from hoi_r1.ov_hoi.protocol import (
     run_tool_call,
 )
 
-if TYPE_CHECKING:
-    from PIL import Image
-
-GenerateFn = Callable[[list[dict], list["Image.Image"]], str]
-BatchGenerateFn = Callable[[list[list[dict]], list[list["Image.Image"]]], Sequence["str | tuple[str, bool]"]]
+GenerateFn = Callable[[list[dict], list[Image.Image]], str]
+BatchGenerateFn = Callable[[list[list[dict]], list[list[Image.Image]]], Sequence[str | tuple[str, bool]]]
 DEFAULT_MAX_CALLS_PER_TURN = 4
 
 
@@ -96,8 +96,6 @@ class EpisodeState:
         if max_turns < 1 or max_calls_per_turn < 1:
             raise ValueError(f"max_turns and max_calls_per_turn must be >= 1, found {max_turns}, {max_calls_per_turn}")
         if registry is None:
-            from hoi_r1.ov_hoi.builtin import default_registry
-
             registry = default_registry()
         self.first_messages = list(first_messages)
         self.context, self.registry = context, registry

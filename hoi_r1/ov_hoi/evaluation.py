@@ -114,17 +114,11 @@ def policy_turn_writer(model, processor, generation: ToolGenerationSettings) -> 
 
 class EpisodeEvaluationHooks:
     """The tool mode of a :class:`~hoi_r1.hoi_module.HOIModule` subclass (listed before it among
-    the bases): ``data.task`` must be ``tools``; validation and test run episodes
-    (:class:`ToolEvaluation`), predict keeps each episode's final answer and its transcript."""
+    the bases): ``data.task`` must be ``tools``, whose validation and test run episodes
+    (:class:`ToolEvaluation`, :data:`hoi_r1.tasks.TASKS`); predict keeps each episode's final
+    answer and its transcript."""
 
-    def setup(self, stage: str) -> None:
-        task = self.datamodule.hparams.task
-        if task != "tools":
-            raise ValueError(f"{type(self).__name__} needs data.task 'tools', found {task!r}")
-        super().setup(stage)
-
-    def _evaluation(self, task: str, vocab: HOIVocabulary) -> ToolEvaluation:
-        return ToolEvaluation(vocab, self.evaluation_settings)
+    episodes = True  # HOIModule.setup: data.task must be one of episodes, evaluated by ToolEvaluation
 
     def _predict_texts(self, batch: dict) -> tuple[list[str], list[str]]:
         """One episode per image: its final answer (empty when it never answered) and its transcript."""

@@ -37,16 +37,14 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
+
+from PIL import Image
 
 from hoi_r1.frames import Frame
 from hoi_r1.lenient_json import read_json_list
-
-if TYPE_CHECKING:
-    from PIL import Image
-
-    from hoi_r1.ov_hoi.detection import DetectionBackend
-    from hoi_r1.ov_hoi.image_ops import ImagineBackend
+from hoi_r1.ov_hoi.detection import DetectionBackend
+from hoi_r1.ov_hoi.image_ops import ImagineBackend
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
+from hoi_r1.readers.hico_det import decode_typed, load_json, read_hico_json
+from hoi_r1.readers.hico_mat import read_hico_mat
 from hoi_r1.readers.records import BadRecordError, HOIDataset, MissingFileError, OnBadRecord
+from hoi_r1.readers.swig_hoi import read_swig_json
 from hoi_r1.readers.zero_shot import apply_zero_shot, rare_from_training
 from hoi_r1.vocab import HOIVocabulary
 
@@ -59,13 +62,9 @@ def read_annotations(
             from the image header; with ``False`` they get size 0 (unknown) and no image is
             opened (the other formats carry sizes).
     """
-    from hoi_r1.readers.hico_det import decode_typed, load_json, read_hico_json
-
     path = Path(path)
     options = dict(image_root=image_root, on_bad_record=on_bad_record, check_images=check_images)
     if path.suffix.lower() == ".mat":
-        from hoi_r1.readers.hico_mat import read_hico_mat
-
         if split is None:
             raise ValueError(f"{path}: reading anno_bbox.mat needs split='train' or 'test'")
         return read_hico_mat(path, split, vocab=vocab, **options)
@@ -75,8 +74,6 @@ def read_annotations(
     records = load_json(path)
     kind = _json_kind(path, records)
     if kind == "swig":
-        from hoi_r1.readers.swig_hoi import read_swig_json
-
         if categories is None:
             raise ValueError(f"{path}: SWIG-HOI annotations need categories= (category metadata file)")
         return read_swig_json(path, categories, records=records, **options)

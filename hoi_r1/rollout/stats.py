@@ -17,6 +17,7 @@ from typing import Sequence
 import torch
 
 from hoi_r1.advantages import AdvantageStats
+from hoi_r1.grpo_loss import PolicyLossStats
 from hoi_r1.image_counts import ImageCounts
 
 
@@ -168,3 +169,19 @@ class RewardAverages:
                 out[f"{prefix}/reward/{name}" if name else f"{prefix}/reward"] = float(sums[f"{name}:sum"]) / count
         return out
 
+
+def policy_loss_logs(stats: PolicyLossStats, weights: torch.Tensor | None, mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    """What one micro-batch of the clipped objective logs: clip fractions, ratio, KL and, with
+    sampler importance weights, their mean over the tokens and TRL's
+    ``sampling/importance_sampling_ratio`` min / mean / max over the weights applied."""
+    values = {"clip_ratio/low": stats.clip_low, "clip_ratio/high": stats.clip_high,
+              "clip_ratio/region": stats.clip_region, "ratio": stats.ratio}
+    if stats.kl is not None:
+        values["kl"] = stats.kl
+    if weights is not None:
+        values["importance_weight"] = (weights.expand_as(mask) * mask).sum() / mask.sum().clamp(min=1)
+        applied = weights.flatten() if weights.shape[1] == 1 else weights[mask.bool()]
+        if applied.numel():
+            values.update({"importance_ratio/min": applied.min(), "importance_ratio/mean": applied.mean(),
+                           "importance_ratio/max": applied.max()})
+    return {f"train/{k}": v for k, v in values.items()}

@@ -43,7 +43,7 @@ import torch
 from hoi_r1.generation import IMAGE_TOKENS, Completions
 from hoi_r1.image_dataset import load_image
 from hoi_r1.models import pixel_limits
-from hoi_r1.rollout import vllm_compat
+import hoi_r1.rollout.vllm_compat as vllm_compat
 from hoi_r1.rollout.engine import RolloutSampling
 from hoi_r1.rollout.hf import HFRolloutEngine
 

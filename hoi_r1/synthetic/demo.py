@@ -34,6 +34,7 @@ from typing import Sequence
 
 from PIL import Image
 
+from hoi_r1.lightning_cli import cli_main
 from hoi_r1.synthetic.world import main as synth
 from hoi_r1.synthetic.world import parse_world_args, world_config_dict
 
@@ -123,8 +124,6 @@ def _check_base() -> None:
 
 
 def _cli(args: list[str]):
-    from hoi_r1.lightning_cli import cli_main
-
     return cli_main(args)
 
 

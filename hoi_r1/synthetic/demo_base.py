@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from hoi_r1.cli import main as cli
+from hoi_r1.export import main as export
 from hoi_r1.synthetic.demo import BASE, WORLD_KNOBS, _cli, _step, ensure_world
 
 MODEL = Path("checkpoints/tiny-qwen2_5_vl")
@@ -51,8 +52,6 @@ def _ensure_model() -> None:
 
 
 def _export() -> None:
-    from hoi_r1.export import main as export
-
     export(["--checkpoint", str(CHECKPOINTS / "last.ckpt"), "--out", str(BASE)])
 
 
