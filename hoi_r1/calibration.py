@@ -4,7 +4,9 @@ mAP ranks every detection of the test set by its confidence, and a model whose d
 right but ranked below its wrong ones loses AP it could have had: the gap between the mean max
 recall (the AP of a perfect ranking of the same detections) and mAP is what the ranking costs.
 The ``logprob`` score of a triplet is ``s = exp(mean log-prob of its label tokens)``
-(:mod:`hoi_r1.scores`), a function of the policy itself, so it can be trained directly. This
+(:mod:`hoi_r1.scores`; ``logprob_element``: of every token of its answer element), a function of
+the policy itself, so it can be trained directly. The term trains the kind the evaluation ranks
+by (``evaluation.scores``; the label tokens' when it ranks by ``rank`` or ``vote``). This
 term (an addition of this project; Visual-RFT, Liu et al. 2025, rewards an emitted confidence
 instead) is the Brier score of ``s`` against the metric's verdict on each detection, over the
 completions of a generation batch:
@@ -21,14 +23,14 @@ not vanish on near-certain label tokens, where the softmax saturates and the Bri
 log-probs are the policy's training log-probs (logits divided by the sampling temperature), not
 those of greedy evaluation.
 
-* :func:`score_token_index` assigns each completion token to the triplet whose label spans it
+* :func:`score_token_index` assigns each completion token to the triplet whose score spans it
   overlaps (the tokens :func:`hoi_r1.scores.span_mean_logprobs` averages);
 * :func:`triplet_targets` gives each triplet its verdict and weight;
 * :func:`completion_score_targets` does both for one judged completion, and
   :func:`batch_score_targets` for a batch of them;
 * :func:`calibration_loss` is the term over a micro-batch of rows.
 
->>> score_token_index([LabelSpans((2, 5), ((8, 9),))], [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10)])
+>>> score_token_index([[(2, 5), (8, 9)]], [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10)])
 [-1, 0, 0, -1, 0]
 >>> triplet_targets(((True, False), (False,)))
 ([0.5, 0.0], [2.0, 1.0])
@@ -41,25 +43,25 @@ from typing import Iterable, Literal, Sequence
 import torch
 
 from hoi_r1.judged_answer import JudgedAnswer, JudgedRow
-from hoi_r1.scores import LabelSpans, label_spans
+from hoi_r1.scores import LOGPROB_SCORES, ScoreKind, Span, score_spans
 
 CalibrationLoss = Literal["log", "brier"]
 LOG_EPSILON = 1e-6
 """Scores are capped at ``exp(−1e-6)``, so that ``log(1 − s)`` stays finite."""
 
 
-def score_token_index(spans: Sequence[LabelSpans], token_offsets: Sequence[tuple[int, int]]) -> list[int]:
-    """Per token, the index of the triplet whose label spans it overlaps (``-1``: none).
+def score_token_index(spans: Sequence[Sequence[Span]], token_offsets: Sequence[tuple[int, int]]) -> list[int]:
+    """Per token, the index of the triplet whose score spans it overlaps (``-1``: none).
 
     Args:
-        spans: per triplet, its label spans (:func:`hoi_r1.scores.label_spans`).
+        spans: per triplet, the spans its score averages (:func:`hoi_r1.scores.score_spans`).
         token_offsets: ``(start, end)`` characters of each completion token.
     """
     out = []
     for a, b in token_offsets:
         owner = -1
         for k, triplet in enumerate(spans):
-            if any(a < e and s < b for s, e in triplet.all()):
+            if any(a < e and s < b for s, e in triplet):
                 owner = k
                 break
         out.append(owner)
@@ -73,17 +75,19 @@ def triplet_targets(detection_hits: Sequence[Sequence[bool]]) -> tuple[list[floa
 
 
 def completion_score_targets(
-    text: str, answer: JudgedAnswer, token_offsets: Sequence[tuple[int, int]],
+    text: str, answer: JudgedAnswer, token_offsets: Sequence[tuple[int, int]], kind: ScoreKind = "logprob",
 ) -> tuple[list[int], list[float], list[float]]:
     """Per token its triplet (:func:`score_token_index`), per triplet its verdict and weight
-    (:func:`triplet_targets`), for one completion judged against its ground truth."""
-    spans = label_spans(text, answer.parsed, answer.target.vocab)
+    (:func:`triplet_targets`), for one completion judged against its ground truth; the spans are
+    those of the score ``kind`` (the label tokens' unless it is one of ``LOGPROB_SCORES``)."""
+    kind = kind if kind in LOGPROB_SCORES else "logprob"
+    spans = score_spans(kind, text, answer.parsed, answer.target.vocab)
     targets, weights = triplet_targets(answer.detection_hits)
     return score_token_index(spans, token_offsets), targets, weights
 
 
 def batch_score_targets(
-    rows: Iterable[JudgedRow], shape: tuple[int, int],
+    rows: Iterable[JudgedRow], shape: tuple[int, int], kind: ScoreKind = "logprob",
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """:func:`completion_score_targets` of a batch of single-turn completions, as the ``shape``
     token index (``-1``: no triplet) and the ``(R, K)`` targets and weights (0: padding) that
@@ -91,7 +95,7 @@ def batch_score_targets(
     index = torch.full(shape, -1, dtype=torch.long)
     per_row = []
     for r in rows:
-        token_index, row_targets, row_weights = completion_score_targets(r.text, r.answer, r.offsets)
+        token_index, row_targets, row_weights = completion_score_targets(r.text, r.answer, r.offsets, kind)
         index[r.row, : r.length] = torch.tensor(token_index, dtype=torch.long)
         per_row.append((row_targets, row_weights))
     K = max((len(t) for t, _ in per_row), default=0)

@@ -274,7 +274,8 @@ class GRPOModule(HOIModule):
             turns=completions.turns,
         )
         if self.loss_settings.calibration > 0:  # per token its triplet, per triplet its verdict and weight
-            index, targets, weights = batch_score_targets(self._judged_rows(scores, completions), shape)
+            index, targets, weights = batch_score_targets(self._judged_rows(scores, completions), shape,
+                                                          self.evaluation_settings.scores)
             total = self.trainer.strategy.reduce(weights.sum().to(self.device), reduce_op="sum")
             buffer.score_index, buffer.score_targets = index.to(self.device), targets.to(self.device)
             buffer.score_weights, buffer.score_total = weights.to(self.device), float(total) / self.trainer.world_size

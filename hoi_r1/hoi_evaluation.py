@@ -6,8 +6,8 @@ the exact format, pairs per image, truncations). Both are torchmetrics metrics: 
 states are gathered from every process in ``compute``, so every rate is the rate of the whole
 split, with the duplicates a ``DistributedSampler`` pads with counted once. Confidence scores
 for the ranking come from :mod:`hoi_r1.scores`: ``rank`` (HOI-R1's position score), ``logprob``
-(mean log-probability of each triplet's label tokens) or ``vote`` (agreement of each triplet
-across sampled answers).
+(mean log-probability of each triplet's label tokens), ``logprob_element`` (the same over every
+token of its answer element) or ``vote`` (agreement of each triplet across sampled answers).
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from hoi_r1.image_counts import ImageCounts
 from hoi_r1.metric import HOIMeanAveragePrecision
 from hoi_r1.metric_input import to_metric_preds
 from hoi_r1.metric_protocols import ProtocolName
-from hoi_r1.scores import ScoreKind, apply_scores, label_spans, logprob_scores, span_mean_logprobs, vote_scores
+from hoi_r1.scores import (LOGPROB_SCORES, ScoreKind, apply_scores, logprob_scores, score_spans, span_mean_logprobs,
+                           vote_scores)
 from hoi_r1.vocab import HOIVocabulary
 
 PARSE_COUNTS = ("parsed", "exact_format", "pairs", "truncated")
@@ -40,7 +41,8 @@ class EvaluationSettings:
     Args:
         protocol: HOI-mAP protocol (``hico_official``, ``qpic``, ``gen_vlkt``, ``pocket``, ``swig``,
             ``hoi_r1``; docs/metric.md).
-        scores: confidence of each triplet: ``rank``, ``logprob`` or ``vote``.
+        scores: confidence of each triplet: ``rank``, ``logprob`` (its label tokens),
+            ``logprob_element`` (every token of its answer element) or ``vote``.
         vote_samples: sampled answers per image for ``vote`` (generated with ``vote_temperature``).
         vote_temperature: sampling temperature of the ``vote`` answers.
         zero_shot: report Unseen / Seen mAP for this zero-shot setting of the vocabulary.
@@ -85,7 +87,7 @@ class HOIEvaluation(nn.Module):
     @torch.no_grad()
     def step(self, model, processor, batch: dict, generation: GenerationSettings) -> list[ParsedAnswer]:
         """Generate answers for a generation batch, parse and score them, update the metric."""
-        first = generate(model, processor, batch, _single(generation), logprobs=self.settings.scores == "logprob")
+        first = generate(model, processor, batch, _single(generation), logprobs=self.settings.scores in LOGPROB_SCORES)
         parsed = [parse_answer(t, self.vocab, f) for t, f in zip(first.texts, batch["frames"])]
         parsed = self._score(parsed, first, model, processor, batch, generation)
         self.update(parsed, batch, first)
@@ -135,13 +137,13 @@ class HOIEvaluation(nn.Module):
         kind = self.settings.scores
         if kind == "rank":
             return parsed  # parse_answer already gives HOI-R1's rank scores
-        if kind == "logprob":
+        if kind in LOGPROB_SCORES:
             tok = processor.tokenizer
             out = []
             for p, text, ids, lps, mask in zip(parsed, first.texts, first.token_ids, first.token_logprobs, first.mask):
                 n = int(mask.sum())
                 offsets = char_offsets(tok, ids[:n].tolist())
-                means = span_mean_logprobs(label_spans(text, p, self.vocab), offsets, lps[:n].tolist())
+                means = span_mean_logprobs(score_spans(kind, text, p, self.vocab), offsets, lps[:n].tolist())
                 out.append(apply_scores(p, logprob_scores(means)))
             return out
         sampled = GenerationSettings(

@@ -5,7 +5,8 @@ with :func:`load_initial_weights`), the optimizer and scheduler factories, the b
 validation / test (generate → parse → HOI-mAP with :mod:`hoi_r1.hoi_evaluation`; each task's
 evaluation from :data:`hoi_r1.tasks.TASKS`), predict, and the random-number states in
 checkpoints. The tool-using mode (``data.task: tools``) lives in :mod:`hoi_r1.ov_hoi`: its
-modules set :attr:`HOIModule.episodes` and override :meth:`HOIModule._predict_texts`. Every validation / test number
+modules set :attr:`HOIModule.episodes` and override :meth:`HOIModule._evaluation` and
+:meth:`HOIModule._predict_texts` (this module never imports it). Every validation / test number
 is a torchmetrics state gathered from all processes at the epoch's end, so under DDP each rank
 logs the values of the whole split (docs/training.md, "Numbers under DDP"). :class:`~hoi_r1.sft.SFTModule` and
 :class:`~hoi_r1.grpo.GRPOModule` add their training step on top, so both stages report the very
@@ -33,7 +34,7 @@ from hoi_r1.generation import GenerationSettings, generate
 from hoi_r1.hoi_evaluation import EvaluationSettings, HOIEvaluation
 from hoi_r1.models import LoraSettings, ModelSettings, add_lora, apply_freezing, count_parameters, load_model
 from hoi_r1.module_logging import log_examples, predictions_record
-from hoi_r1.tasks import TASKS
+from hoi_r1.tasks import TASKS, TaskSpec
 
 
 class HOIModule(L.LightningModule):
@@ -109,7 +110,11 @@ class HOIModule(L.LightningModule):
             raise ValueError(f"{name} needs data.task {wanted}, found {task!r}")
         for split in ("val", "test"):
             if split not in self.evaluations:
-                self.evaluations[split] = spec.evaluation(self.datamodule.vocab, self.evaluation_settings)
+                self.evaluations[split] = self._evaluation(spec)
+
+    def _evaluation(self, spec: TaskSpec):
+        """A fresh validation / test evaluation of the task (the tool mode's modules override it)."""
+        return spec.evaluation(self.datamodule.vocab, self.evaluation_settings)
 
     @property
     def datamodule(self):

@@ -10,6 +10,9 @@ Three variants, chosen by a :data:`ScoreKind` setting:
   bookkeeping: :func:`label_spans` gives the character spans of each triplet's label strings in
   the completion, :func:`span_mean_logprobs` averages the log-probs of the tokens that overlap
   them (given each token's character offsets), :func:`logprob_scores` maps means to (0, 1].
+* ``logprob_element``: the same over every token of the triplet's answer element (its two boxes,
+  its labels, keys and punctuation): the boxes' tokens carry the model's confidence in where the
+  pair is, which decides most misses (:func:`score_spans` gives either kind's spans).
 * ``vote``: agreement across N sampled answers for one image. A triplet of the first answer
   scores, averaged over its verbs, the fraction of answers (the first included) that contain a
   triplet with the same object class, the verb, and pair-IoU ≥ ``iou_threshold``
@@ -37,7 +40,10 @@ from hoi_r1.answer import ParsedAnswer, rank_scores
 from hoi_r1.boxes import PixelConvention, pair_iou
 from hoi_r1.vocab import HOIVocabulary
 
-ScoreKind = Literal["rank", "logprob", "vote"]
+ScoreKind = Literal["rank", "logprob", "logprob_element", "vote"]
+LOGPROB_SCORES: tuple[ScoreKind, ...] = ("logprob", "logprob_element")
+"""The kinds computed from the token log-probabilities of the answer."""
+Span = tuple[int, int]
 _STRING = re.compile(r'"([^"\\]*(?:\\.[^"\\]*)*)"' r"|'([^'\\]*(?:\\.[^'\\]*)*)'", re.S)
 
 
@@ -138,19 +144,41 @@ def label_spans(text: str, parsed: "ParsedAnswer", vocab: "HOIVocabulary | None"
     return out
 
 
+def score_spans(kind: ScoreKind, text: str, parsed: "ParsedAnswer", vocab: "HOIVocabulary | None" = None) -> list[list[Span]]:
+    """Per triplet, the character spans of ``text`` whose tokens its ``logprob`` confidence
+    averages: its label strings (``logprob``, :func:`label_spans`) or its whole answer element
+    (``logprob_element``); ``parsed`` must be ``parse_answer(text, …)``.
+
+    >>> from hoi_r1.answer import parse_answer
+    >>> from hoi_r1.frames import Frame
+    >>> from hoi_r1.vocab import HOIVocabulary
+    >>> vocab = HOIVocabulary.open(["ride"], ["person", "bicycle"])
+    >>> text = 'x [{"human": [0,0,5,5], "object": [1,1,9,9], "object class": "bicycle", "verb class": "ride"}]'
+    >>> p = parse_answer(text, vocab, Frame("absolute_original", (10, 10), (10, 10)))
+    >>> [[text[a:b] for a, b in t] for t in score_spans("logprob", text, p)]
+    [['bicycle', 'ride']]
+    >>> text[slice(*score_spans("logprob_element", text, p)[0][0])][:12]
+    '{"human": [0'
+    """
+    if kind == "logprob_element":
+        return [[parsed.element_spans[t.element]] if 0 <= t.element < len(parsed.element_spans) else []
+                for t in parsed.triplets]
+    return [s.all() for s in label_spans(text, parsed, vocab)]
+
+
 def span_mean_logprobs(
-    spans: Sequence[LabelSpans],
+    spans: Sequence[Sequence[Span]],
     token_offsets: Sequence[tuple[int, int]],
     token_logprobs: Sequence[float],
 ) -> list[float]:
-    """Mean log-prob of the tokens overlapping each triplet's label spans (``-inf`` if none).
+    """Mean log-prob of the tokens overlapping each triplet's spans (``-inf`` if none).
 
     Args:
-        spans: from :func:`label_spans`.
+        spans: per triplet, its character spans (:func:`score_spans`).
         token_offsets: ``(start, end)`` characters of each completion token (tokenizer offsets).
         token_logprobs: log-probability of each completion token.
 
-    >>> s = [LabelSpans((2, 5), ((8, 9),))]
+    >>> s = [LabelSpans((2, 5), ((8, 9),)).all()]
     >>> span_mean_logprobs(s, [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10)], [0., -1., -2., 0., -3.])
     [-2.0]
     """
@@ -159,7 +187,7 @@ def span_mean_logprobs(
         values = [
             lp
             for (a, b), lp in zip(token_offsets, token_logprobs)
-            if any(a < e and s < b for s, e in triplet.all())
+            if any(a < e and s < b for s, e in triplet)
         ]
         out.append(sum(values) / len(values) if values else -math.inf)
     return out

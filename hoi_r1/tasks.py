@@ -6,14 +6,16 @@ batches, prompt batches for GRPO and evaluation, the validation / test evaluatio
 * ``grounding``: :class:`~hoi_r1.collate.GroundingSFTCollator`,
   :class:`~hoi_r1.collate.GroundingGenerationCollator`, :class:`~hoi_r1.hoi_evaluation.GroundingEvaluation`;
 * ``tools``: :class:`~hoi_r1.ov_hoi.collate.ToolSFTCollator`,
-  :class:`~hoi_r1.ov_hoi.collate.ToolGenerationCollator`, :class:`~hoi_r1.ov_hoi.evaluation.ToolEvaluation`.
+  :class:`~hoi_r1.ov_hoi.collate.ToolGenerationCollator`, and the tool-mode modules' own
+  evaluation (:class:`~hoi_r1.ov_hoi.evaluation.ToolEvaluation`).
 
 ``tools`` runs tool-using episodes, so it needs the tool-mode modules
 (:class:`~hoi_r1.ov_hoi.sft.ToolSFTModule`, :class:`~hoi_r1.ov_hoi.tool_grpo.ToolGRPOModule`), and
-they need it (:attr:`TaskSpec.episodes`).
+they need it (:attr:`TaskSpec.episodes`). This module imports only the tool mode's data side
+(its collators), never its models.
 
->>> TASKS["grounding"].evaluation.__name__, TASKS["tools"].episodes
-('GroundingEvaluation', True)
+>>> TASKS["grounding"].evaluation.__name__, TASKS["tools"].episodes, TASKS["tools"].evaluation
+('GroundingEvaluation', True, None)
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from hoi_r1.collate import (GenerationCollator, GroundingGenerationCollator, Gro
                             SFTCollator)
 from hoi_r1.hoi_evaluation import GroundingEvaluation, HOIEvaluation
 from hoi_r1.ov_hoi.collate import ToolGenerationCollator, ToolSFTCollator
-from hoi_r1.ov_hoi.evaluation import ToolEvaluation
 
 Task = Literal["hoi", "grounding", "tools"]
 
@@ -37,18 +38,19 @@ class TaskSpec:
     Args:
         sft_collator: the collator of SFT batches.
         generation_collator: the collator of prompt batches.
-        evaluation: the validation / test evaluation.
+        evaluation: the validation / test evaluation; ``None`` for episodes, which the tool-mode
+            modules evaluate themselves.
         episodes: whether its answers come from tool-using episodes (the tool-mode modules).
     """
 
     sft_collator: type[SFTCollator]
     generation_collator: type[GenerationCollator]
-    evaluation: type[HOIEvaluation | GroundingEvaluation]
+    evaluation: type[HOIEvaluation | GroundingEvaluation] | None
     episodes: bool = False
 
 
 TASKS: dict[Task, TaskSpec] = {
     "hoi": TaskSpec(SFTCollator, GenerationCollator, HOIEvaluation),
     "grounding": TaskSpec(GroundingSFTCollator, GroundingGenerationCollator, GroundingEvaluation),
-    "tools": TaskSpec(ToolSFTCollator, ToolGenerationCollator, ToolEvaluation, episodes=True),
+    "tools": TaskSpec(ToolSFTCollator, ToolGenerationCollator, None, episodes=True),
 }

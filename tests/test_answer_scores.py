@@ -106,7 +106,7 @@ def test_span_mean_logprobs_averages_overlapping_tokens():
     spans = [LabelSpans((10, 17), ((30, 34), None)), LabelSpans(None, ())]
     offsets = [(0, 10), (10, 14), (14, 17), (17, 30), (30, 32), (32, 34), (34, 40)]
     logprobs = [-9.0, -1.0, -2.0, -9.0, -3.0, -0.0, -9.0]
-    assert span_mean_logprobs(spans, offsets, logprobs) == pytest.approx([-1.5, -math.inf])
+    assert span_mean_logprobs([s.all() for s in spans], offsets, logprobs) == pytest.approx([-1.5, -math.inf])
 
 
 def test_label_spans_of_triplets_without_written_names_need_the_vocabulary():

@@ -77,6 +77,22 @@ def test_score_tokens_on_the_real_tokenizer(tiny_model_dir):
     assert "50" in owned[-1] and '"human"' in owned[-1] and "<think>" in owned[-1]  # boxes and keys: no triplet's
 
 
+def test_element_score_tokens_include_the_boxes(tiny_model_dir):
+    """With ``logprob_element`` scores the term trains every token of an element: boxes and keys
+    belong to their triplet, the reasoning to none."""
+    tok = AutoProcessor.from_pretrained(tiny_model_dir).tokenizer
+    text = answer(el(A, verb_class=["ride", "hold"]), B)
+    ids = tok.encode(text, add_special_tokens=False)
+    offsets = char_offsets(tok, ids)
+    index, targets, weights = completion_score_targets(text, JudgedAnswer.read(text, TARGET), offsets, "logprob_element")
+    assert targets == [0.5, 1.0] and weights == [2.0, 1.0]
+    owned = {k: "".join(text[a:b] for (a, b), i in zip(offsets, index) if i == k) for k in (-1, 0, 1)}
+    assert '"human"' in owned[0] and "bicycle" in owned[0] and '"human"' in owned[1] and "dining" in owned[1]
+    assert "<think>" in owned[-1] and '"human"' not in owned[-1]
+    rank_kind = completion_score_targets(text, JudgedAnswer.read(text, TARGET), offsets, "rank")
+    assert rank_kind == completion_score_targets(text, JudgedAnswer.read(text, TARGET), offsets)  # rank: the label tokens'
+
+
 def test_grpo_step_adds_the_calibration_term(tiny_model_dir, synthetic_world, tmp_path):
     L.seed_everything(0)
     module = grpo_module(tiny_model_dir)

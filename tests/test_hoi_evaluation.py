@@ -114,6 +114,43 @@ def test_logprob_scores_average_the_label_tokens(world, tiny_model_dir, monkeypa
     assert [round(t.score, 6) for t in parsed.triplets] == [round(math.exp(-1.0), 6)] * len(parsed.triplets)
 
 
+def test_element_scores_average_every_token_of_the_element(world, tiny_model_dir, monkeypatch):
+    """Label tokens at -1, the first element's box digits at -3, the rest at -0.01: the label
+    score sees only the labels; the element score sees the first element's uncertain boxes."""
+    processor = AutoProcessor.from_pretrained(tiny_model_dir)
+    sample = next(s for s in world.samples if len(s.grouped_pairs()) >= 2)
+    batch = _batch([sample])
+    text = render_answer(sample, world.vocab, batch["frames"][0])
+    tok = processor.tokenizer
+    first = parse_answer(text, world.vocab, batch["frames"][0]).element_spans[0]
+    names = {n.replace("_", " ") for n in (*world.vocab.objects, *world.vocab.verbs)}
+    words = {w for n in names for w in n.split()}
+    ids = tok.encode(text + "<|im_end|>", add_special_tokens=False)
+    offsets = char_offsets(tok, ids)
+    values = []
+    for (a, b) in offsets:
+        piece = text[a:b]
+        if piece.strip() in words:
+            values.append(-1.0)
+        elif first[0] <= a and b <= first[1] and piece.strip().isdigit():
+            values.append(-3.0)
+        else:
+            values.append(-0.01)
+    fake = _completions(processor, [text])
+    fake.token_logprobs[0, : len(values)] = torch.tensor(values)
+    monkeypatch.setattr(hoi_evaluation, "generate", lambda *a, **k: fake)
+    label = HOIEvaluation(world.vocab, EvaluationSettings(scores="logprob")).step(None, processor, batch, GenerationSettings())[0]
+    element = HOIEvaluation(world.vocab, EvaluationSettings(scores="logprob_element")).step(None, processor, batch, GenerationSettings())[0]
+    assert [round(t.score, 6) for t in label.triplets] == [round(math.exp(-1.0), 6)] * len(label.triplets)
+    expected = []
+    for t in element.triplets:
+        start, end = element.element_spans[t.element]
+        inside = [v for (a, b), v in zip(offsets, values) if a < end and start < b]
+        expected.append(round(math.exp(sum(inside) / len(inside)), 6))
+    assert [round(t.score, 6) for t in element.triplets] == expected
+    assert expected[0] < min(expected[1:])  # the uncertain boxes rank the first element last
+
+
 def test_vote_scores_count_agreeing_samples(world, tiny_model_dir, monkeypatch):
     processor = AutoProcessor.from_pretrained(tiny_model_dir)
     sample = next(s for s in world.samples if len(s.grouped_pairs()) >= 2)

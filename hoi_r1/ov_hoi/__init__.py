@@ -28,8 +28,9 @@ With the model:
 * :mod:`hoi_r1.ov_hoi.collate` — the batches of ``data.task: tools`` (cold-start
   conversations, the opening messages of episodes).
 
-The dependency goes one way: this package imports the core modules, and of those only two import
-it directly: :mod:`hoi_r1.tasks`, which maps ``data.task: tools`` to its batches and evaluation
-(the LightningModules and the datamodule read that map), and :mod:`hoi_r1.datamodule`, which
-reads cold-start traces and detections files. Generation and the rollout engines do not.
+The dependency goes one way: this package imports the core modules. Of those, only two import
+it, and only its data side: :mod:`hoi_r1.tasks`, which maps ``data.task: tools`` to its
+collators, and :mod:`hoi_r1.datamodule`, which reads cold-start traces and detections files.
+Generation, the rollout engines and the LightningModules never import its models
+(``tests/test_import_graph.py``); the tool mode's modules override hooks of the direct mode's.
 """

@@ -17,7 +17,7 @@ pads with counted once.
 The tool-mode modules (:class:`~hoi_r1.ov_hoi.sft.ToolSFTModule`,
 :class:`~hoi_r1.ov_hoi.tool_grpo.ToolGRPOModule`) plug this into
 :class:`~hoi_r1.hoi_module.HOIModule` through :class:`EpisodeEvaluationHooks`: the core modules
-never import the tool mode.
+never import the tool mode's models.
 
 Confidence scores are ``rank`` only (the ``logprob`` and ``vote`` scores read a single
 completion's tokens or sampled single-turn answers).
@@ -39,6 +39,7 @@ from hoi_r1.ov_hoi.episode_driver import EpisodeSettings
 from hoi_r1.ov_hoi.episode_rollout import PolicyTurnWriter, run_policy_episodes
 from hoi_r1.ov_hoi.episode_stats import EpisodeCounts, episode_values
 from hoi_r1.rollout.engine import RolloutSampling
+from hoi_r1.tasks import TaskSpec
 from hoi_r1.vocab import HOIVocabulary
 
 
@@ -114,11 +115,14 @@ def policy_turn_writer(model, processor, generation: ToolGenerationSettings) -> 
 
 class EpisodeEvaluationHooks:
     """The tool mode of a :class:`~hoi_r1.hoi_module.HOIModule` subclass (listed before it among
-    the bases): ``data.task`` must be ``tools``, whose validation and test run episodes
-    (:class:`ToolEvaluation`, :data:`hoi_r1.tasks.TASKS`); predict keeps each episode's final
-    answer and its transcript."""
+    the bases): ``data.task`` must be ``tools`` (:data:`hoi_r1.tasks.TASKS`); validation and test
+    run episodes (:class:`ToolEvaluation`), predict keeps each episode's final answer and its
+    transcript."""
 
-    episodes = True  # HOIModule.setup: data.task must be one of episodes, evaluated by ToolEvaluation
+    episodes = True  # HOIModule.setup: data.task must be a task of episodes
+
+    def _evaluation(self, spec: TaskSpec) -> ToolEvaluation:
+        return ToolEvaluation(self.datamodule.vocab, self.evaluation_settings)
 
     def _predict_texts(self, batch: dict) -> tuple[list[str], list[str]]:
         """One episode per image: its final answer (empty when it never answered) and its transcript."""
