@@ -1,6 +1,6 @@
 """Confidence scores for parsed triplets: an LLM writes no scores, mAP needs a ranking.
 
-Three variants, chosen by a :data:`ScoreKind` setting:
+Four variants, chosen by a :data:`ScoreKind` setting:
 
 * ``rank`` (HOI-R1): the k-th of n triplets of an answer (k from 0) scores
   ``1 - 0.5 * k / (n - 1)``; a lone triplet scores 1 (:func:`hoi_r1.answer.rank_scores`, which
