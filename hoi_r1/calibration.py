@@ -96,7 +96,7 @@ def batch_score_targets(
     per_row = []
     for r in rows:
         token_index, row_targets, row_weights = completion_score_targets(r.text, r.answer, r.offsets, kind)
-        index[r.row, : r.length] = torch.tensor(token_index, dtype=torch.long)
+        index[r.row, : len(r.offsets)] = torch.tensor(token_index, dtype=torch.long)
         per_row.append((row_targets, row_weights))
     K = max((len(t) for t, _ in per_row), default=0)
     targets, weights = torch.zeros(shape[0], K), torch.zeros(shape[0], K)

@@ -40,7 +40,6 @@ import copy
 import logging
 import time
 from contextlib import contextmanager, nullcontext
-from typing import Iterator
 
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
@@ -256,8 +255,10 @@ class GRPOModule(HOIModule):
         advantages = advantages[self.global_rank * n : (self.global_rank + 1) * n]
         token_advantages = advantages
         shape = tuple(completions.token_ids.shape)
+        per_token = self.loss_settings.triplet_credit > 0 or self.loss_settings.calibration > 0
+        rows = self._judged_rows(scores, completions) if per_token else []  # token offsets: read once
         if self.loss_settings.triplet_credit > 0:  # per token: A_i + λ · triplet advantage
-            triplet = batch_triplet_advantages(self._judged_rows(scores, completions), shape, G).to(self.device)
+            triplet = batch_triplet_advantages(rows, shape, G).to(self.device)
             token_advantages = advantages[:, None] + self.loss_settings.triplet_credit * triplet
             credited = triplet != 0
             self.log("train/triplet_advantage/abs_mean", triplet.abs().sum() / credited.sum().clamp(min=1),
@@ -274,8 +275,7 @@ class GRPOModule(HOIModule):
             turns=completions.turns,
         )
         if self.loss_settings.calibration > 0:  # per token its triplet, per triplet its verdict and weight
-            index, targets, weights = batch_score_targets(self._judged_rows(scores, completions), shape,
-                                                          self.evaluation_settings.scores)
+            index, targets, weights = batch_score_targets(rows, shape, self.evaluation_settings.scores)
             total = self.trainer.strategy.reduce(weights.sum().to(self.device), reduce_op="sum")
             buffer.score_index, buffer.score_targets = index.to(self.device), targets.to(self.device)
             buffer.score_weights, buffer.score_total = weights.to(self.device), float(total) / self.trainer.world_size
@@ -288,13 +288,12 @@ class GRPOModule(HOIModule):
         self._generations += 1
         return buffer
 
-    def _judged_rows(self, scores: RewardBreakdown, completions: Completions) -> Iterator[JudgedRow]:
+    def _judged_rows(self, scores: RewardBreakdown, completions: Completions) -> list[JudgedRow]:
         """This rank's single-turn completions, judged, with their tokens' characters."""
         tok = self.datamodule.processor.tokenizer
-        for row, (text, answer, ids, mask) in enumerate(zip(completions.texts, scores.answers,
-                                                            completions.token_ids, completions.mask)):
-            n = int(mask.sum())
-            yield JudgedRow(row, text, answer, n, char_offsets(tok, ids[:n].tolist()))
+        return [JudgedRow(row, text, answer, char_offsets(tok, ids[: int(mask.sum())].tolist()))
+                for row, (text, answer, ids, mask) in enumerate(zip(completions.texts, scores.answers,
+                                                                    completions.token_ids, completions.mask))]
 
     def _sample(self, batch: dict, n: int, sampling: RolloutSampling) -> Completions:
         """``n`` completions per prompt (:class:`~hoi_r1.ov_hoi.tool_grpo.ToolGRPOModule`: whole episodes)."""

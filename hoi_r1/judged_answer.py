@@ -117,12 +117,10 @@ class JudgedRow(NamedTuple):
         row: its row in the batch.
         text: the completion.
         answer: its judged answer.
-        length: its tokens (the row's real, unpadded tokens).
-        offsets: ``(start, end)`` characters of each of those tokens in ``text``.
+        offsets: ``(start, end)`` characters of each of its real (unpadded) tokens in ``text``.
     """
 
     row: int
     text: str
     answer: JudgedAnswer
-    length: int
     offsets: list[tuple[int, int]]

@@ -38,19 +38,22 @@ class TaskSpec:
     Args:
         sft_collator: the collator of SFT batches.
         generation_collator: the collator of prompt batches.
-        evaluation: the validation / test evaluation; ``None`` for episodes, which the tool-mode
-            modules evaluate themselves.
-        episodes: whether its answers come from tool-using episodes (the tool-mode modules).
+        evaluation: the validation / test evaluation; ``None`` for tool-using episodes, which the
+            tool-mode modules evaluate themselves.
     """
 
     sft_collator: type[SFTCollator]
     generation_collator: type[GenerationCollator]
     evaluation: type[HOIEvaluation | GroundingEvaluation] | None
-    episodes: bool = False
+
+    @property
+    def episodes(self) -> bool:
+        """Whether its answers come from tool-using episodes (the tool-mode modules)."""
+        return self.evaluation is None
 
 
 TASKS: dict[Task, TaskSpec] = {
     "hoi": TaskSpec(SFTCollator, GenerationCollator, HOIEvaluation),
     "grounding": TaskSpec(GroundingSFTCollator, GroundingGenerationCollator, GroundingEvaluation),
-    "tools": TaskSpec(ToolSFTCollator, ToolGenerationCollator, None, episodes=True),
+    "tools": TaskSpec(ToolSFTCollator, ToolGenerationCollator, None),
 }

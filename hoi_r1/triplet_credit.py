@@ -222,7 +222,7 @@ def batch_triplet_advantages(rows: Iterable[JudgedRow], shape: tuple[int, int], 
     credits = []
     for r in rows:
         row_values, row_parts, row_credits = answer_credits(r.text, r.answer, r.offsets)
-        values[r.row, : r.length] = torch.tensor(row_values, dtype=values.dtype)
-        parts[r.row, : r.length] = torch.tensor(row_parts, dtype=torch.long)
+        values[r.row, : len(r.offsets)] = torch.tensor(row_values, dtype=values.dtype)
+        parts[r.row, : len(r.offsets)] = torch.tensor(row_parts, dtype=torch.long)
         credits.append(row_credits)
     return group_triplet_advantages(values, parts, credits, group_size)

@@ -14,7 +14,7 @@ opening messages of episodes for generation.
 
 from __future__ import annotations
 
-from hoi_r1.collate import GenerationCollator, SFTCollator, Conversation
+from hoi_r1.collate import Conversation, GenerationCollator, SFTCollator
 from hoi_r1.image_dataset import ImageItem
 from hoi_r1.ov_hoi.builtin import default_registry
 from hoi_r1.ov_hoi.cold_start_records import record_frame, record_images, to_chat_messages
