@@ -44,29 +44,26 @@ from contextlib import contextmanager, nullcontext
 import torch
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 
-from hoi_r1.datamodule import TrainBatchKind
-from hoi_r1.generation import Completions, GenerationSettings, char_offsets
 from hoi_r1.advantages import group_advantages
 from hoi_r1.calibration import batch_score_targets, calibration_loss
-from hoi_r1.grpo_loss import clipped_policy_loss
-from hoi_r1.grpo_loss import truncated_importance_weights
-from hoi_r1.hoi_evaluation import EvaluationSettings, HOIEvaluation
+from hoi_r1.datamodule import TrainBatchKind
+from hoi_r1.generation import Completions, GenerationSettings
+from hoi_r1.grpo_loss import clipped_policy_loss, truncated_importance_weights
 from hoi_r1.grpo_settings import GRPOLogSettings, GRPOLossSettings, RolloutSettings
+from hoi_r1.hoi_evaluation import EvaluationSettings, HOIEvaluation
 from hoi_r1.hoi_module import HOIModule
-from hoi_r1.judged_answer import JudgedAnswer, JudgedRow
+from hoi_r1.judged_answer import JudgedAnswer, judged_rows
 from hoi_r1.models import ModelSettings
 from hoi_r1.rank_state import gather_per_rank, own_rank
 from hoi_r1.reward_target import RewardTarget
-from hoi_r1.rewards import RewardBreakdown, RewardWeights
-from hoi_r1.rewards import score_answers, score_completions
+from hoi_r1.rewards import RewardBreakdown, RewardWeights, score_answers, score_completions
 from hoi_r1.rollout import build_engine
 from hoi_r1.rollout.batch import RolloutBuffer
 from hoi_r1.rollout.engine import EngineKind, RolloutSampling
 from hoi_r1.rollout.logprobs import completion_logps
 from hoi_r1.rollout.policy_weights import policy_weights
 from hoi_r1.rollout.sampling_stream import SamplingStream
-from hoi_r1.rollout.stats import (RewardAverages, completions_markdown, greedy_baseline_stats, policy_loss_logs,
-                                  rollout_stats)
+from hoi_r1.rollout.stats import RewardAverages, completions_markdown, policy_loss_logs, rollout_stats
 from hoi_r1.rollout.vllm import VLLMSettings, check_importance_sampling
 from hoi_r1.sampling import serve_of
 from hoi_r1.triplet_credit import batch_triplet_advantages
@@ -153,7 +150,7 @@ class GRPOModule(HOIModule):
 
     @property
     def steps_per_generation(self) -> int:
-        return self.loss_settings.steps_per_generation or self.trainer.accumulate_grad_batches
+        return self.loss_settings.micro_batches(self.trainer.accumulate_grad_batches)
 
     @property
     def train_batch_repeat(self) -> int:
@@ -164,20 +161,10 @@ class GRPOModule(HOIModule):
         super().setup(stage)
         if stage != "fit":
             return
-        acc, spg = self.trainer.accumulate_grad_batches, self.steps_per_generation
-        if spg % acc:
-            raise ValueError(
-                f"loss.steps_per_generation={spg} must be a multiple of trainer.accumulate_grad_batches={acc}: "
-                "every optimizer step must use micro-batches of one generation batch"
-            )
+        self.loss_settings.check_micro_batches(self.trainer.accumulate_grad_batches,
+                                               self.datamodule.hparams.batch_size * self.rollout.num_generations)
         if self.engine_kind == "vllm":  # before the engine starts, not at the first generation
             check_importance_sampling(self.vllm_settings.importance_correction, self.rollout.sampling())
-        rows = self.datamodule.hparams.batch_size * self.rollout.num_generations
-        if rows % spg:
-            raise ValueError(
-                f"data.batch_size × rollout.num_generations = {rows} completions cannot be cut into "
-                f"steps_per_generation={spg} equal micro-batches"
-            )
 
     def on_fit_start(self) -> None:
         if self.engine is None:
@@ -256,7 +243,8 @@ class GRPOModule(HOIModule):
         token_advantages = advantages
         shape = tuple(completions.token_ids.shape)
         per_token = self.loss_settings.triplet_credit > 0 or self.loss_settings.calibration > 0
-        rows = self._judged_rows(scores, completions) if per_token else []  # token offsets: read once
+        rows = judged_rows(self.datamodule.processor.tokenizer, completions.texts, scores.answers,
+                           completions.token_ids, completions.mask) if per_token else []  # token offsets: read once
         if self.loss_settings.triplet_credit > 0:  # per token: A_i + λ · triplet advantage
             triplet = batch_triplet_advantages(rows, shape, G).to(self.device)
             token_advantages = advantages[:, None] + self.loss_settings.triplet_credit * triplet
@@ -287,13 +275,6 @@ class GRPOModule(HOIModule):
         self._log_rollout(scores, everyone, advantages, adv_stats, completions, batch, generated - start, baseline)
         self._generations += 1
         return buffer
-
-    def _judged_rows(self, scores: RewardBreakdown, completions: Completions) -> list[JudgedRow]:
-        """This rank's single-turn completions, judged, with their tokens' characters."""
-        tok = self.datamodule.processor.tokenizer
-        return [JudgedRow(row, text, answer, char_offsets(tok, ids[: int(mask.sum())].tolist()))
-                for row, (text, answer, ids, mask) in enumerate(zip(completions.texts, scores.answers,
-                                                                    completions.token_ids, completions.mask))]
 
     def _sample(self, batch: dict, n: int, sampling: RolloutSampling) -> Completions:
         """``n`` completions per prompt (:class:`~hoi_r1.ov_hoi.tool_grpo.ToolGRPOModule`: whole episodes)."""
@@ -366,12 +347,8 @@ class GRPOModule(HOIModule):
 
     def _log_rollout(self, scores, everyone, advantages, adv_stats, completions, batch, seconds: float,
                      baseline: torch.Tensor | None = None) -> None:
-        stats = rollout_stats(scores.per_reward, everyone.cpu(), advantages.cpu(), adv_stats,
-                              completions.mask.cpu(), completions.truncated)
-        if baseline is not None:
-            stats.update(greedy_baseline_stats(everyone.cpu(), baseline.cpu(), self.rollout.num_generations))
-        tokens = float(completions.mask.sum())
-        stats["rollout_tokens_per_s"] = tokens / seconds if seconds > 0 else float("nan")
+        stats = rollout_stats(scores.per_reward, everyone.cpu(), advantages.cpu(), adv_stats, completions.mask.cpu(),
+                              completions.truncated, seconds, baseline.cpu() if baseline is not None else None)
         self.log_dict({f"train/{k}": v for k, v in stats.items()}, batch_size=len(completions.texts))
         every = max(self.log_settings.every_n_generations, 1)
         if self.log_settings.completions > 0 and self._generations % every == 0 and self.global_rank == 0:
@@ -388,7 +365,9 @@ class GRPOModule(HOIModule):
         parsed = super()._eval_step(stage, batch, batch_idx)
         scores = self._eval_scores(stage, batch, parsed)
         if scores is not None:
-            self._eval_averages(stage).add([s.image_id for s in batch["samples"]], scores.per_reward, scores.total)
+            if stage not in self._eval_rewards:
+                self._eval_rewards[stage] = RewardAverages(self.reward_weights.as_dict()).to(self.device)
+            self._eval_rewards[stage].add([s.image_id for s in batch["samples"]], scores.per_reward, scores.total)
         return parsed
 
     def _eval_scores(self, stage: str, batch: dict, parsed: list) -> RewardBreakdown | None:
@@ -400,16 +379,10 @@ class GRPOModule(HOIModule):
         answers = [JudgedAnswer(p, RewardTarget(s, f, vocab)) for p, s, f in zip(parsed, batch["samples"], batch["frames"])]
         return score_answers(answers, self.reward_weights)
 
-    def _eval_averages(self, stage: str) -> RewardAverages:
-        if stage not in self._eval_rewards:
-            self._eval_rewards[stage] = RewardAverages(self.reward_weights.as_dict()).to(self.device)
-        return self._eval_rewards[stage]
-
     def _eval_epoch_end(self, stage: str) -> None:
         super()._eval_epoch_end(stage)
         averages = self._eval_rewards.pop(stage, None)
-        means = averages.means(stage) if averages is not None else {}
-        if means:
+        if averages is not None and (means := averages.means(stage)):
             self.log_dict(means, sync_dist=False)  # global already: the rows of every process
 
     # ------------------------------------------------------------------ checkpoints

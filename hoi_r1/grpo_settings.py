@@ -108,6 +108,32 @@ class GRPOLossSettings:
         if self.num_iterations < 1 or (self.steps_per_generation is not None and self.steps_per_generation < 1):
             raise ValueError("loss.num_iterations and loss.steps_per_generation must be >= 1")
 
+    def micro_batches(self, accumulate: int) -> int:
+        """Micro-batches per generation batch: ``steps_per_generation``, by default the
+        ``accumulate`` micro-batches of one optimizer step."""
+        return self.steps_per_generation or accumulate
+
+    def check_micro_batches(self, accumulate: int, rows: int) -> None:
+        """Refuse micro-batches that do not cut a generation batch of ``rows`` completions evenly
+        or an optimizer step (``accumulate`` micro-batches) that spans two generation batches.
+
+        >>> GRPOLossSettings(steps_per_generation=3).check_micro_batches(accumulate=3, rows=64)
+        Traceback (most recent call last):
+        ...
+        ValueError: data.batch_size × rollout.num_generations = 64 completions cannot be cut into steps_per_generation=3 equal micro-batches
+        """
+        spg = self.micro_batches(accumulate)
+        if spg % accumulate:
+            raise ValueError(
+                f"loss.steps_per_generation={spg} must be a multiple of trainer.accumulate_grad_batches={accumulate}: "
+                "every optimizer step must use micro-batches of one generation batch"
+            )
+        if rows % spg:
+            raise ValueError(
+                f"data.batch_size × rollout.num_generations = {rows} completions cannot be cut into "
+                f"steps_per_generation={spg} equal micro-batches"
+            )
+
 
 @dataclass
 class GRPOLogSettings:

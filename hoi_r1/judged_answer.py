@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
 
 from hoi_r1.answer import ParsedAnswer, parse_answer
+from hoi_r1.generation import char_offsets
 from hoi_r1.matching import greedy_match, hungarian_pairs
 from hoi_r1.metric_input import metric_rows, to_metric_preds
 from hoi_r1.reward_target import RewardTarget
@@ -124,3 +125,10 @@ class JudgedRow(NamedTuple):
     text: str
     answer: JudgedAnswer
     offsets: list[tuple[int, int]]
+
+
+def judged_rows(tokenizer, texts: Sequence[str], answers: Sequence[JudgedAnswer], token_ids: torch.Tensor,
+                mask: torch.Tensor) -> list[JudgedRow]:
+    """The :class:`JudgedRow` of every completion of a batch (``(N, T)`` token ids and mask)."""
+    return [JudgedRow(row, text, answer, char_offsets(tokenizer, ids[: int(m.sum())].tolist()))
+            for row, (text, answer, ids, m) in enumerate(zip(texts, answers, token_ids, mask))]

@@ -28,6 +28,8 @@ def rollout_stats(
     advantage_stats: AdvantageStats,
     completion_mask: torch.Tensor,
     truncated: Sequence[bool],
+    seconds: float | None = None,
+    greedy: torch.Tensor | None = None,
 ) -> dict[str, float]:
     """Per-reward mean / std, total reward, advantage statistics, lengths and truncation.
 
@@ -38,6 +40,9 @@ def rollout_stats(
         advantage_stats: what :func:`~hoi_r1.advantages.group_advantages` counted.
         completion_mask: ``(N, T)`` 1 on real completion tokens.
         truncated: per completion, stopped at the length limit.
+        seconds: how long generating them took (adds ``rollout_tokens_per_s``).
+        greedy: ``(N / G,)`` total rewards of each group's greedy answer, the groups of ``G =
+            N / len(greedy)`` completions in a row (adds :func:`greedy_baseline_stats`).
 
     Returns:
         ``reward/<name>``, ``reward/<name>_std``, ``reward``, ``reward_std``, ``advantage/mean``,
@@ -63,6 +68,10 @@ def rollout_stats(
     out["completion_length/min"] = float(lengths.min()) if len(lengths) else math.nan
     out["completion_length/max"] = float(lengths.max()) if len(lengths) else math.nan
     out["truncation_rate"] = sum(truncated) / len(truncated) if len(truncated) else math.nan
+    if seconds is not None:
+        out["rollout_tokens_per_s"] = float(completion_mask.sum()) / seconds if seconds > 0 else math.nan
+    if greedy is not None:
+        out.update(greedy_baseline_stats(total, greedy, len(total) // max(len(greedy), 1)))
     return out
 
 
