@@ -47,7 +47,9 @@ def rollout_stats(
     Returns:
         ``reward/<name>``, ``reward/<name>_std``, ``reward``, ``reward_std``, ``advantage/mean``,
         ``advantage/std``, ``advantage/abs_mean``, ``frac_reward_zero_std``, ``unscorable``,
-        ``completion_length/{mean,min,max}``, ``truncation_rate`` (NaN where nothing applies).
+        ``completion_length/{mean,min,max}``, ``truncation_rate`` (NaN where nothing applies),
+        and with ``seconds`` / ``greedy`` also ``rollout_tokens_per_s`` / ``reward_greedy``,
+        ``frac_above_greedy`` and ``frac_below_greedy``.
     """
     out: dict[str, float] = {}
     for name, values in per_reward.items():
