@@ -75,6 +75,19 @@ class Completions:
     truncated: list[bool]
     turns: list | None = None
 
+    def select(self, rows: list[int]) -> "Completions":
+        """The completions of ``rows``, in that order.
+
+        >>> c = Completions(["a", "b"], torch.tensor([[1], [2]]), None, torch.ones(2, 1), [False, True])
+        >>> picked = c.select([1])
+        >>> picked.texts, picked.token_ids.tolist(), picked.truncated
+        (['b'], [[2]], [True])
+        """
+        index = torch.tensor(rows, dtype=torch.long)
+        logprobs = self.token_logprobs[index] if self.token_logprobs is not None else None
+        return Completions([self.texts[i] for i in rows], self.token_ids[index], logprobs, self.mask[index],
+                           [self.truncated[i] for i in rows], [self.turns[i] for i in rows] if self.turns is not None else None)
+
 
 def model_inputs(batch: dict) -> dict:
     """The tensors of a batch that the model's forward / generate take."""

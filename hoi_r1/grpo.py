@@ -8,8 +8,10 @@ The training loop, per rank (sources in brackets; the maths is in :mod:`hoi_r1.g
    [TRL's ``RepeatSampler``]. Each rank owns whole groups: its prompts and all their completions.
 2. **Serve 0: rollout.** The engine (:mod:`hoi_r1.rollout`: ``hf`` or ``vllm``) samples ``G``
    completions per prompt at temperature ``τ``; the rewards (:mod:`hoi_r1.rewards`) score them;
-   the rewards of all ranks are gathered and the group-relative advantages computed
-   [DeepSeekMath, Shao et al. 2024]; the rank keeps its own slice. When the update goes
+   with ``rollout.train_prompts`` only that many groups are kept, those with reward spread first
+   [DAPO's dynamic sampling; :mod:`hoi_r1.dynamic_sampling`]; the rewards of all ranks are
+   gathered and the group-relative advantages computed [DeepSeekMath, Shao et al. 2024]; the
+   rank keeps its own slice. When the update goes
    off-policy (``num_iterations > 1``, more optimizer steps than one per generation batch, or
    vLLM importance correction) the sampling policy's log-probs ``old`` are computed now; with
    ``β > 0`` the reference policy's too. All of it goes into a :class:`~hoi_r1.rollout.batch.RolloutBuffer`.
@@ -47,6 +49,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from hoi_r1.advantages import group_advantages
 from hoi_r1.calibration import batch_score_targets, calibration_loss
 from hoi_r1.datamodule import TrainBatchKind
+from hoi_r1.dynamic_sampling import group_rows, has_spread, spread_groups
 from hoi_r1.generation import Completions, GenerationSettings
 from hoi_r1.grpo_loss import clipped_policy_loss, truncated_importance_weights
 from hoi_r1.grpo_settings import GRPOLogSettings, GRPOLossSettings, RolloutSettings
@@ -161,8 +164,8 @@ class GRPOModule(HOIModule):
         super().setup(stage)
         if stage != "fit":
             return
-        self.loss_settings.check_micro_batches(self.trainer.accumulate_grad_batches,
-                                               self.datamodule.hparams.batch_size * self.rollout.num_generations)
+        prompts = self.rollout.trained_prompts(self.datamodule.hparams.batch_size)
+        self.loss_settings.check_micro_batches(self.trainer.accumulate_grad_batches, prompts * self.rollout.num_generations)
         if self.engine_kind == "vllm":  # before the engine starts, not at the first generation
             check_importance_sampling(self.vllm_settings.importance_correction, self.rollout.sampling())
 
@@ -229,6 +232,14 @@ class GRPOModule(HOIModule):
         prompts = [RewardTarget(s, f, vocab) for s, f in zip(batch["samples"], batch["frames"])]
         targets = [t for t in prompts for _ in range(G)]  # one target per prompt: its ground truth is prepared once
         scores = self.score(completions, targets)
+        kept = torch.arange(len(prompts))
+        if self.rollout.train_prompts is not None:  # dynamic sampling: the groups with reward spread
+            spread = has_spread(torch.tensor(scores.total), G)
+            self.log("train/sampled_frac_reward_zero_std", 1 - spread.float().mean(), batch_size=len(spread))
+            kept = spread_groups(spread, self.rollout.train_prompts)
+            rows = group_rows(kept, G).tolist()
+            completions, scores, prompts = completions.select(rows), scores.select(rows), [prompts[i] for i in kept]
+            greedy = greedy.select(kept.tolist()) if greedy is not None else None
         total = torch.tensor(scores.total, dtype=torch.float32, device=self.device)
         everyone = self.all_gather(total).reshape(-1)  # (world · P·G,): whole groups per rank
         baseline = None
@@ -260,7 +271,7 @@ class GRPOModule(HOIModule):
             image_ids=[s.image_id for s in batch["samples"]], group_size=G, micro_batches=self.steps_per_generation,
             completion_ids=ids, completion_mask=mask, advantages=token_advantages, num_items=num_items,
             sampler_logp=completions.token_logprobs.to(self.device) if self.engine_kind == "vllm" else None,
-            turns=completions.turns,
+            turns=completions.turns, prompts=kept.tolist() if self.rollout.train_prompts is not None else None,
         )
         if self.loss_settings.calibration > 0:  # per token its triplet, per triplet its verdict and weight
             index, targets, weights = batch_score_targets(rows, shape, self.evaluation_settings.scores)
@@ -272,7 +283,8 @@ class GRPOModule(HOIModule):
                 buffer.old_logp = self._buffer_logps(batch, buffer, self.model)
             if self.loss_settings.beta > 0:
                 buffer.ref_logp = self._buffer_logps(batch, buffer, None)
-        self._log_rollout(scores, everyone, advantages, adv_stats, completions, batch, generated - start, baseline)
+        names = [batch["samples"][i].file_name for i in kept.tolist()]
+        self._log_rollout(scores, everyone, advantages, adv_stats, completions, names, generated - start, baseline)
         self._generations += 1
         return buffer
 
@@ -345,15 +357,14 @@ class GRPOModule(HOIModule):
         self.log_dict(policy_loss_logs(stats, weights, mask), batch_size=n)
         return loss
 
-    def _log_rollout(self, scores, everyone, advantages, adv_stats, completions, batch, seconds: float,
+    def _log_rollout(self, scores, everyone, advantages, adv_stats, completions, names: list[str], seconds: float,
                      baseline: torch.Tensor | None = None) -> None:
         stats = rollout_stats(scores.per_reward, everyone.cpu(), advantages.cpu(), adv_stats, completions.mask.cpu(),
                               completions.truncated, seconds, baseline.cpu() if baseline is not None else None)
         self.log_dict({f"train/{k}": v for k, v in stats.items()}, batch_size=len(completions.texts))
         every = max(self.log_settings.every_n_generations, 1)
         if self.log_settings.completions > 0 and self._generations % every == 0 and self.global_rank == 0:
-            G = self.rollout.num_generations
-            names = [s.file_name for s in batch["samples"] for _ in range(G)]
+            names = [n for n in names for _ in range(self.rollout.num_generations)]
             text = completions_markdown(completions.texts, scores.total, scores.per_reward, names,
                                         self.log_settings.completions)
             for logger in self.loggers:

@@ -28,6 +28,9 @@ class RolloutSettings:
         temperature: sampling temperature ``τ`` (every log-prob pass divides logits by it).
         top_p: nucleus sampling mass.
         top_k: keep only the ``top_k`` most likely tokens (0 disables).
+        train_prompts: dynamic sampling (DAPO's, by over-sampling): of each generation batch's
+            ``data.batch_size`` prompts, train on this many groups, those whose ``G`` rewards
+            differ first (:mod:`hoi_r1.dynamic_sampling`); ``None``: train on every prompt.
     """
 
     num_generations: int = 8
@@ -35,11 +38,31 @@ class RolloutSettings:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
+    train_prompts: int | None = None
 
     def check(self) -> None:
         """Refuse settings the stage cannot run (a group needs two completions)."""
         if self.num_generations < 2:
             raise ValueError(f"rollout.num_generations must be >= 2 (a group), found {self.num_generations}")
+        if self.train_prompts is not None and self.train_prompts < 1:
+            raise ValueError(f"rollout.train_prompts must be >= 1 or null, found {self.train_prompts}")
+
+    def trained_prompts(self, batch_size: int) -> int:
+        """Prompts trained on per generation batch of ``batch_size`` (``data.batch_size``).
+
+        >>> RolloutSettings(train_prompts=8).trained_prompts(16)
+        8
+        >>> RolloutSettings(train_prompts=8).trained_prompts(4)
+        Traceback (most recent call last):
+        ...
+        ValueError: rollout.train_prompts=8 must not exceed the prompts sampled per generation batch (data.batch_size=4)
+        """
+        if self.train_prompts is None:
+            return batch_size
+        if self.train_prompts > batch_size:
+            raise ValueError(f"rollout.train_prompts={self.train_prompts} must not exceed the prompts sampled per "
+                             f"generation batch (data.batch_size={batch_size})")
+        return self.train_prompts
 
     def sampling(self) -> RolloutSampling:
         """The engines' sampling of one generation batch.
@@ -120,7 +143,7 @@ class GRPOLossSettings:
         >>> GRPOLossSettings(steps_per_generation=3).check_micro_batches(accumulate=3, rows=64)
         Traceback (most recent call last):
         ...
-        ValueError: data.batch_size × rollout.num_generations = 64 completions cannot be cut into steps_per_generation=3 equal micro-batches
+        ValueError: the 64 trained completions of a generation batch (data.batch_size or rollout.train_prompts × rollout.num_generations) cannot be cut into steps_per_generation=3 equal micro-batches
         """
         spg = self.micro_batches(accumulate)
         if spg % accumulate:
@@ -130,7 +153,8 @@ class GRPOLossSettings:
             )
         if rows % spg:
             raise ValueError(
-                f"data.batch_size × rollout.num_generations = {rows} completions cannot be cut into "
+                f"the {rows} trained completions of a generation batch (data.batch_size or rollout.train_prompts "
+                f"× rollout.num_generations) cannot be cut into "
                 f"steps_per_generation={spg} equal micro-batches"
             )
 

@@ -230,6 +230,11 @@ class RewardBreakdown:
     total: list[float]
     answers: list[JudgedAnswer]
 
+    def select(self, rows: list[int]) -> "RewardBreakdown":
+        """The rewards of completions ``rows``, in that order."""
+        return RewardBreakdown({k: [v[i] for i in rows] for k, v in self.per_reward.items()},
+                               [self.total[i] for i in rows], [self.answers[i] for i in rows])
+
     def means(self) -> dict[str, float]:
         """Mean of each reward over the completions where it applies (NaN if none)."""
         out = {}

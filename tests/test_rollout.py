@@ -94,6 +94,9 @@ def test_micro_batches_and_buffer_state():
     assert buffer.prompt_rows(1).tolist() == [1, 1, 1]
     copy = RolloutBuffer.from_state_dict(buffer.state_dict())
     assert copy.image_ids == [3, 5] and torch.equal(copy.advantages, buffer.advantages) and copy.old_logp is None
+    kept = RolloutBuffer([3, 5, 8], 3, 2, torch.zeros(6, 2, dtype=torch.long), torch.ones(6, 2), torch.arange(6.0), 12.0,
+                         prompts=[0, 2])  # dynamic sampling kept prompts 0 and 2 of three
+    assert kept.prompt_rows(1).tolist() == [2, 2, 2] and RolloutBuffer.from_state_dict(kept.state_dict()).prompts == [0, 2]
 
 
 def test_hf_engine_generates_groups_outside_gradient_checkpointing(processor, tiny_model_dir):

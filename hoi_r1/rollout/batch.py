@@ -139,6 +139,9 @@ class RolloutBuffer:
         turns: tool-using episodes: per row, its turns as plain data (texts, images as uint8
             tensors), from which each micro-batch's sequences are rebuilt; ``completion_ids`` /
             ``completion_mask`` then run from the first model token on.
+        prompts: the batch position of each buffered group's prompt, when dynamic sampling
+            (:mod:`hoi_r1.dynamic_sampling`) kept only some of the batch's prompts; ``None``: all,
+            in batch order.
     """
 
     image_ids: list[int]
@@ -156,6 +159,7 @@ class RolloutBuffer:
     score_weights: torch.Tensor | None = None
     score_total: float = 0.0
     turns: list | None = None
+    prompts: list[int] | None = None
 
     def rows(self, micro: int) -> slice:
         return micro_batch_rows(self.completion_ids.shape[0], self.micro_batches, micro)
@@ -163,7 +167,8 @@ class RolloutBuffer:
     def prompt_rows(self, micro: int) -> torch.Tensor:
         """Prompt index of each completion row of micro-batch ``micro``."""
         r = self.rows(micro)
-        return torch.arange(r.start, r.stop) // self.group_size
+        groups = torch.arange(r.start, r.stop) // self.group_size
+        return groups if self.prompts is None else torch.tensor(self.prompts, dtype=torch.long)[groups]
 
     def state_dict(self) -> dict:
         """Plain values and CPU tensors (``torch.load(weights_only=True)`` reads them)."""
