@@ -6,9 +6,12 @@ image; the test set of :func:`benchmarks.metric_benchmark.make_test_set`), then 
 same files:
 
 * ``command_s`` / ``command_cpu_s``: ``hoi-r1 eval`` (``python -m hoi_r1.cli eval``) in a fresh
-  process, wall clock and the child's CPU time: interpreter start, imports, both files, the
-  table (what a user waits for);
-* ``typed_s``: :func:`hoi_r1.eval_command.evaluate_files` in this process (the typed ``msgspec``
+  process, wall clock and the CPU time of its processes: interpreter start, imports, both files,
+  the table (what a user waits for), with the helper process that decodes the predictions while
+  the command imports torch; ``command_no_helper_s``: the same with ``--no-helper-process`` (the
+  baseline), and ``no_helper_over_helper`` their ratio; each the median of ``--repeats`` runs,
+  the two roads alternating (every run is listed in ``command*_runs_s``);
+* ``typed_s``: :func:`hoi_r1.file_evaluation.evaluate_files` in this process (the typed ``msgspec``
   road of :mod:`hoi_r1.prediction_reader`);
 * ``stdlib_s``: the same with the typed road switched off and the garbage collector left on, so
   the standard ``json`` parser and the checks over flat lists run as the command did before;
@@ -20,7 +23,7 @@ shared machine the wall clock also counts waiting for a core); the load average 
 after is printed. Checks that every road gives the identical result.
 
 Run: ``python -m benchmarks.eval_benchmark [--images N --pairs P --per-image K --protocol NAME
---per-entry --no-command]``.
+--per-entry --no-command --repeats R]``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ import contextlib
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +42,7 @@ from pathlib import Path
 from unittest import mock
 
 from benchmarks.metric_benchmark import make_test_set
-from hoi_r1.eval_command import evaluate_files
+from hoi_r1.file_evaluation import evaluate_files
 from hoi_r1.prediction_reader import PredictionReader
 from hoi_r1.readers.hico_det import write_hico_json
 from hoi_r1.sample import HOISample
@@ -77,20 +81,35 @@ def _timed(ann: Path, predictions: Path, protocol: str) -> tuple[dict, float, fl
     return result, round(time.perf_counter() - wall, 2), round(time.process_time() - cpu, 2)
 
 
-def time_command(ann: Path, predictions: Path, protocol: str) -> tuple[float, float]:
+def time_command(ann: Path, predictions: Path, protocol: str, helper: bool = True) -> tuple[float, float]:
     """Wall and CPU seconds of ``hoi-r1 eval`` (``python -m hoi_r1.cli eval``) in a fresh process
-    (one torch thread): interpreter, imports, both files, the table."""
+    (one torch thread): interpreter, imports, both files, the table. ``helper``: with its helper
+    process (the default of the command; CPU time then counts both processes), else
+    ``--no-helper-process``."""
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     start, before = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
     subprocess.run([sys.executable, "-m", "hoi_r1.cli", "eval", "--annotations", str(ann), "--predictions",
-                    str(predictions), "--protocol", protocol], check=True, env=env, stdout=subprocess.DEVNULL)
+                    str(predictions), "--protocol", protocol] + ([] if helper else ["--no-helper-process"]),
+                   check=True, env=env, stdout=subprocess.DEVNULL)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return round(time.perf_counter() - start, 2), round(cpu, 2)
 
 
+def time_commands(ann: Path, predictions: Path, protocol: str, repeats: int) -> dict:
+    """Both roads of the command, alternating, ``repeats`` times each; the median of each."""
+    runs: dict[bool, list[tuple[float, float]]] = {True: [], False: []}
+    for _ in range(repeats):
+        for helper in (False, True):
+            runs[helper].append(time_command(ann, predictions, protocol, helper))
+    (wall, cpu), (inline_wall, inline_cpu) = (statistics.median_low(sorted(runs[h])) for h in (True, False))
+    return {"command_s": wall, "command_cpu_s": cpu, "command_no_helper_s": inline_wall,
+            "command_no_helper_cpu_s": inline_cpu, "no_helper_over_helper": round(inline_wall / wall, 2),
+            "command_runs_s": [w for w, _ in runs[True]], "command_no_helper_runs_s": [w for w, _ in runs[False]]}
+
+
 def run(num_images: int, num_pairs: int, per_image: int, protocol: str, per_entry: bool = False,
-        command: bool = True) -> dict:
+        command: bool = True, repeats: int = 3) -> dict:
     """Times the roads on fresh files; returns the figures."""
     with tempfile.TemporaryDirectory() as tmp:
         ann, predictions, detections = write_files(Path(tmp), num_images, num_pairs, per_image)
@@ -98,10 +117,10 @@ def run(num_images: int, num_pairs: int, per_image: int, protocol: str, per_entr
                          "predictions_mb": round(predictions.stat().st_size / 2**20, 1),
                          "load_before": round(os.getloadavg()[0], 2)}
         if command:
-            figures["command_s"], figures["command_cpu_s"] = time_command(ann, predictions, protocol)
+            figures |= time_commands(ann, predictions, protocol, repeats)
         typed, figures["typed_s"], figures["typed_cpu_s"] = _timed(ann, predictions, protocol)
         with mock.patch.object(PredictionReader, "_decode_typed", lambda self, data: None), \
-                mock.patch("hoi_r1.eval_command._gc_paused", contextlib.nullcontext):
+                mock.patch("hoi_r1.file_evaluation._gc_paused", contextlib.nullcontext):
             stdlib, figures["stdlib_s"], figures["stdlib_cpu_s"] = _timed(ann, predictions, protocol)
             if per_entry:
                 with mock.patch.object(PredictionReader, "_vectorised_hois", lambda self, entries: None):
@@ -120,10 +139,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--per-image", type=int, default=100)
     parser.add_argument("--protocol", default="hico_official")
     parser.add_argument("--per-entry", action="store_true", help="also time the per-entry reader")
-    parser.add_argument("--no-command", action="store_true", help="skip the fresh-process run")
+    parser.add_argument("--no-command", action="store_true", help="skip the fresh-process runs")
+    parser.add_argument("--repeats", type=int, default=3, help="fresh-process runs of each road (median)")
     args = parser.parse_args(argv)
     figures = run(args.images, args.pairs, args.per_image, args.protocol, per_entry=args.per_entry,
-                  command=not args.no_command)
+                  command=not args.no_command, repeats=args.repeats)
     for key, value in figures.items():
         print(f"{key}: {value}")
     return 0

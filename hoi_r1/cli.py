@@ -26,6 +26,7 @@ The model class is chosen in YAML (``model.class_path``: :class:`~hoi_r1.sft.SFT
 
 from __future__ import annotations
 
+import gc
 import importlib
 import sys
 import textwrap
@@ -101,13 +102,22 @@ commands start without Lightning)."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``hoi-r1``: the project's commands, LightningCLI's, or the top-level help; returns the exit code."""
+    """``hoi-r1``: the project's commands, LightningCLI's, or the top-level help; returns the exit code.
+
+    Run as the process's own command (``argv`` is ``None``), a project command ends by freezing
+    the garbage collector's objects (:func:`gc.freeze`): the process is about to exit, and its
+    collections at exit then skip the millions of objects of torch and the command's data
+    (measured: about 0.3 s of the exit of ``hoi-r1 eval``, docs/benchmarks.md).
+    """
     words = list(sys.argv[1:] if argv is None else argv)
     if not words or words[0] in ("-h", "--help"):
         print(usage(), file=sys.stdout if words else sys.stderr)
         return 0 if words else 2
     if words[0] in COMMANDS:
-        return importlib.import_module(COMMANDS[words[0]]).main(words[1:])
+        code = importlib.import_module(COMMANDS[words[0]]).main(words[1:])
+        if argv is None:
+            gc.freeze()
+        return code
     if not words[0].startswith("-") and words[0] not in LIGHTNING_COMMANDS:
         print(unknown_command(words[0]), file=sys.stderr)
         return 2

@@ -46,7 +46,7 @@ def write_plots(
 
     Args:
         out_dir: folder for the pictures.
-        result: an :func:`hoi_r1.eval_command.evaluate_files` result (``per_class_ap``, ``mAP_*``,
+        result: an :func:`hoi_r1.file_evaluation.evaluate_files` result (``per_class_ap``, ``mAP_*``,
             ``protocol``).
         curves: the evaluation's :func:`hoi_r1.pr_curves.precision_recall_curves`.
         breakdown: the evaluation's :func:`hoi_r1.eval_breakdown.breakdown`.

@@ -42,11 +42,10 @@ The 11 recall thresholds are the floats each reference produces: MATLAB's ``0:0.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, get_args
+from typing import TYPE_CHECKING, Literal, get_args
 
-import torch
-
-from hoi_r1.boxes import PixelConvention
+if TYPE_CHECKING:  # a type name only: the protocols are data, and importing them needs no torch
+    from hoi_r1.boxes import PixelConvention
 
 ProtocolName = Literal["hico_official", "qpic", "gen_vlkt", "pocket", "swig", "hoi_r1"]
 PROTOCOL_NAMES: tuple[str, ...] = get_args(ProtocolName)
@@ -153,8 +152,12 @@ def exact_decimal_thresholds() -> tuple[float, ...]:
 
 
 def torch_linspace_thresholds() -> tuple[float, ...]:
-    """``torch.linspace(0, 1, 11, dtype=float64)`` (pocket's ``DetectionAPMeter``)."""
-    return tuple(torch.linspace(0, 1, 11, dtype=torch.float64).tolist())
+    """``torch.linspace(0, 1, 11, dtype=float64)`` (pocket's ``DetectionAPMeter``) as torch's CPU
+    kernel fills it (``aten/src/ATen/native/cpu/RangeFactoriesKernel.cpp``): with
+    ``step = (end - start) / (steps - 1)``, ``start + k * step`` below the middle
+    (``k < steps / 2``) and ``end - (steps - 1 - k) * step`` from it."""
+    step = (1.0 - 0.0) / 10
+    return tuple(0.0 + k * step if k < 11 / 2 else 1.0 - (10 - k) * step for k in range(11))
 
 
 def hico_official() -> Protocol:

@@ -11,10 +11,11 @@ or an HOI-R1 answer ``{"file_name": ..., "completion": "<think>…</think><answe
 
 Reading takes one of two roads, with the same result:
 
-* **typed** (every well-formed file): ``msgspec`` decodes the bytes straight into typed records
-  (:class:`HoiRecord`, :class:`EntryRecord`), checking every type and box length in C as it
-  parses; the coordinates then go into numpy with ``fromiter``, and the finite, name and
-  class checks run over whole arrays.
+* **typed** (every well-formed file): :mod:`hoi_r1.prediction_columns` decodes the bytes
+  straight into typed records, checking every type and box length in C as it parses, and
+  returns flat numpy columns (in this process, or in the helper process ``hoi-r1 eval``
+  starts, :class:`~hoi_r1.prediction_columns.ColumnsRead`); the finite, name and class checks
+  run over whole arrays.
 * **generic** (anything the typed road refuses or any array check fails on): the standard
   ``json`` module, as before, then the same checks over flat lists and, at the first problem,
   the per-entry reader (:meth:`PredictionReader._read_hoi`), which names the first bad entry in
@@ -46,23 +47,22 @@ import logging
 import math
 from collections import Counter
 from itertools import chain
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
-import msgspec
 import numpy as np
 import torch
 
 from hoi_r1.answer import parse_answer
 from hoi_r1.frames import Frame
 from hoi_r1.metric_input import to_metric_preds
+from hoi_r1.prediction_columns import ColumnsRead, PredictionColumns, decode_columns
 from hoi_r1.readers.records import MissingImage, RecordProblem, image_size
 from hoi_r1.vocab import HOIVocabulary
 
 logger = logging.getLogger(__name__)
 OnBadPrediction = Literal["error", "skip"]
-FRAME_KINDS = ("absolute_original", "absolute_resized", "normalized_1000")
 MAX_WARNINGS = 20
 
 
@@ -70,26 +70,6 @@ class BadPredictionError(ValueError):
     """A predictions-file entry that cannot be evaluated (the message names file and entry)."""
 
 
-class HoiRecord(msgspec.Struct, gc=False):
-    """One scored detection as the typed road decodes it (ints are read as floats; a bool, a
-    string, a missing key or a box of other than 4 numbers is refused)."""
-
-    human_box: tuple[float, float, float, float]
-    object_box: tuple[float, float, float, float]
-    object: str
-    verb: str
-    score: float
-
-
-class EntryRecord(msgspec.Struct, gc=False):
-    """One predictions-file entry as the typed road decodes it."""
-
-    file_name: str
-    hois: list[HoiRecord] | None = None
-    completion: str | None = None
-
-
-_TYPED = msgspec.json.Decoder(list[EntryRecord])
 _HOI_FIELDS = itemgetter("human_box", "object_box", "object", "verb", "score")
 
 
@@ -99,7 +79,7 @@ class PredictionReader:
     Args:
         path: the predictions file.
         vocab: the annotations' vocabulary (object and verb names, classes).
-        frame: coordinate frame of boxes inside ``completion`` texts (:data:`FRAME_KINDS`).
+        frame: coordinate frame of boxes inside ``completion`` texts (:data:`hoi_r1.frames.FRAME_KINDS`).
         on_bad: ``error`` raises :class:`BadPredictionError` at the first bad entry; ``skip``
             drops it, counts it in :attr:`skipped` and logs the first :data:`MAX_WARNINGS`.
     """
@@ -115,21 +95,22 @@ class PredictionReader:
         for k, (v, o) in enumerate(vocab.interactions):
             self._classes[v, o] = k
 
-    def read(self, samples: dict[str, Any]) -> dict[int, dict]:
+    def read(self, samples: dict[str, Any], prefetched: ColumnsRead | None = None) -> dict[int, dict]:
         """Metric-input prediction dicts by image id.
 
         Args:
             samples: annotated images by file name (objects with ``image_id``, ``image_path``,
                 ``width``, ``height``).
+            prefetched: the typed road of this file already started in a helper process
+                (:meth:`ColumnsRead.start`); ``None``: decode it here.
         """
-        try:
-            data = self.path.read_bytes()
-        except FileNotFoundError:
-            raise FileNotFoundError(f"predictions file {self.path} does not exist") from None
-        typed = self._decode_typed(data)
+        if not self.path.exists():
+            raise FileNotFoundError(f"predictions file {self.path} does not exist")
+        typed = prefetched.result() if prefetched is not None else self._decode_typed(self.path.read_bytes())
         columns = self._typed_columns(typed) if typed is not None else None
         if columns is not None:
-            views = [(e.file_name, e.completion, e.hois) for e in typed]
+            views = [(name, text, () if n >= 0 else None)
+                     for name, text, n in zip(typed.file_names, typed.completions, typed.sizes.tolist())]
         else:  # the generic road: messages of the standard parser and the per-entry reader
             entries = self._decode_generic()
             columns = self._vectorised_hois(entries)
@@ -137,13 +118,10 @@ class PredictionReader:
         return self._assemble(views, columns, samples)
 
     # ------------------------------------------------------------------ decoding
-    def _decode_typed(self, data: bytes) -> list[EntryRecord] | None:
-        """The entries as typed records, or ``None`` if the file is anything but a list of
+    def _decode_typed(self, data: bytes) -> PredictionColumns | None:
+        """The typed road's columns, or ``None`` if the file is anything but a list of
         well-formed entries."""
-        try:
-            return _TYPED.decode(data)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            return None
+        return decode_columns(data)
 
     def _decode_generic(self) -> list:
         try:
@@ -157,19 +135,16 @@ class PredictionReader:
         return entries
 
     # ------------------------------------------------------------------ whole-array checks
-    def _typed_columns(self, entries: list[EntryRecord]) -> dict[int, dict] | None:
-        """The ``hois`` of the typed entries as metric columns by entry index, or ``None`` when
-        a value is not finite, a name unknown or a pair no class (the generic road then names
-        the first bad entry)."""
-        index = [i for i, e in enumerate(entries) if e.completion is None and e.hois is not None]
-        hois_of = [entries[i].hois for i in index]
-        flat = list(chain.from_iterable(hois_of))
-        n = len(flat)
-        human = np.fromiter(chain.from_iterable(map(attrgetter("human_box"), flat)), np.float64, count=4 * n)
-        obj = np.fromiter(chain.from_iterable(map(attrgetter("object_box"), flat)), np.float64, count=4 * n)
-        score = np.fromiter(map(attrgetter("score"), flat), np.float64, count=n)
-        names = (list(map(attrgetter("object"), flat)), list(map(attrgetter("verb"), flat)))
-        return self._columns(index, hois_of, human.reshape(-1, 4), obj.reshape(-1, 4), score, *names)
+    def _typed_columns(self, typed: PredictionColumns) -> dict[int, dict] | None:
+        """The scored ``hois`` of the typed road as metric columns by entry index, or ``None``
+        when a name is unknown or a pair no class (the generic road then names the first bad
+        entry)."""
+        object_ids, verb_ids = _ids(typed.object_names, self.vocab.object_id), _ids(typed.verb_names, self.vocab.verb_id)
+        if object_ids is None or verb_ids is None:
+            return None
+        index = np.flatnonzero(typed.sizes >= 0).tolist()
+        return self._columns(index, typed.sizes[index].tolist(), typed.human_boxes, typed.object_boxes, typed.scores,
+                             object_ids[typed.object_codes], verb_ids[typed.verb_codes])
 
     def _vectorised_hois(self, entries: list) -> dict[int, dict] | None:
         """The ``hois`` of the parsed entries checked and converted at once, as metric columns
@@ -179,10 +154,11 @@ class PredictionReader:
         flat lists (``set(map(type, ...))``) and numpy, not one Python call per value."""
         chosen = [(i, e["hois"]) for i, e in enumerate(entries) if isinstance(e, dict)
                   and not isinstance(e.get("completion"), str) and isinstance(e.get("hois"), list)]
-        index, hois_of = [i for i, _ in chosen], [h for _, h in chosen]
-        flat = list(chain.from_iterable(hois_of))
+        index, sizes = [i for i, _ in chosen], [len(h) for _, h in chosen]
+        flat = list(chain.from_iterable(h for _, h in chosen))
         if not flat:
-            return self._columns(index, hois_of, np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0), [], [])
+            empty = np.zeros(0, dtype=np.int64)
+            return self._columns(index, sizes, np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0), empty, empty)
         if set(map(type, flat)) != {dict}:
             return None
         try:
@@ -202,21 +178,21 @@ class PredictionReader:
             score = np.array(scores, dtype=np.float64)
         except OverflowError:
             return None
-        return self._columns(index, hois_of, xyxy[0], xyxy[1], score, objects, verbs)
-
-    def _columns(self, index: list[int], hois_of: list, human: np.ndarray, obj: np.ndarray, score: np.ndarray,
-                 objects: Sequence[str], verbs: Sequence[str]) -> dict[int, dict] | None:
-        """Finite, name and class checks over the flat columns, then one dict of tensors per
-        entry (views of the flat tensors); ``None`` at the first failed check."""
-        if not (np.isfinite(human).all() and np.isfinite(obj).all() and np.isfinite(score).all()):
+        object_ids, verb_ids = _ids(objects, self.vocab.object_id), _ids(verbs, self.vocab.verb_id)
+        if object_ids is None or verb_ids is None:
             return None
-        obj_ids, verb_ids = _ids(objects, self.vocab.object_id), _ids(verbs, self.vocab.verb_id)
-        if obj_ids is None or verb_ids is None:
+        return self._columns(index, sizes, xyxy[0], xyxy[1], score, object_ids, verb_ids)
+
+    def _columns(self, index: list[int], sizes: list[int], human: np.ndarray, obj: np.ndarray, score: np.ndarray,
+                 obj_ids: np.ndarray, verb_ids: np.ndarray) -> dict[int, dict] | None:
+        """Finite and class checks over the flat columns (``sizes[k]`` rows for entry
+        ``index[k]``), then one dict of tensors per entry (views of the flat tensors); ``None``
+        at the first failed check."""
+        if not (np.isfinite(human).all() and np.isfinite(obj).all() and np.isfinite(score).all()):
             return None
         classes = self._classes[verb_ids, obj_ids]
         if (classes < 0).any():
             return None
-        sizes = list(map(len, hois_of))
         split = [torch.from_numpy(a).split(sizes) for a in (human, obj, obj_ids, classes, score)]
         keys = ("human_boxes", "object_boxes", "object_labels", "hoi", "scores")
         return {i: dict(zip(keys, parts)) for i, *parts in zip(index, *split)}

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from hoi_r1.answer_render import render_answer
-from hoi_r1.eval_command import BadPredictionError, evaluate_files, main
+from hoi_r1.eval_command import main
+from hoi_r1.file_evaluation import BadPredictionError, evaluate_files
 from hoi_r1.frames import Frame
 from hoi_r1.hoi_map import hoi_mean_average_precision, targets_from_sample
 from hoi_r1.readers import read_annotations
@@ -268,3 +269,30 @@ def test_eval_benchmark_roads_give_identical_results():
     figures = run(num_images=150, num_pairs=300, per_image=4, protocol="hoi_r1", per_entry=True, command=False)
     assert figures["identical"] is True and figures["per_entry_identical"] is True
     assert figures["detections"] == 600 and 0 < figures["mAP_full"] < 1
+
+
+def test_the_helper_process_and_this_process_give_the_same_result_and_messages(files, capsys, monkeypatch):
+    from hoi_r1.prediction_columns import ColumnsRead
+
+    monkeypatch.setattr("hoi_r1.prediction_columns.HELPER_MIN_BYTES", 0)  # a helper even for a small file
+    started, start = [], ColumnsRead.start
+    monkeypatch.setattr(ColumnsRead, "start", lambda path: started.append(start(path)) or started[-1])
+    tmp, ann, samples = files
+    entries = [{"file_name": s.file_name, "hois": hois_of(s, score=0.1 * k, shift=k % 3)} for k, s in enumerate(samples)]
+    preds = write(tmp / "preds.json", entries)
+    results = []
+    for flag in ("--helper-process", "--no-helper-process"):
+        out = tmp / f"result{flag}.json"
+        assert main(["--annotations", str(ann), "--predictions", str(preds), "--output", str(out), flag]) == 0
+        results.append(json.loads(out.read_text()))
+    assert len(started) == 1 and started[0].process is not None and started[0].process.returncode == 0
+    assert results[0] == results[1] and results[0]["num_detections"] == sum(len(e["hois"]) for e in entries)
+    entries[4]["hois"].append({"human_box": [0, 0, 5, 5], "object_box": [0, 0, 5, 5], "object": "cup", "verb": "ride",
+                               "score": 0.5})  # (ride, cup) is no class: the helper's columns are refused here
+    write(preds, entries)
+    messages = []
+    for flag in ("--helper-process", "--no-helper-process"):
+        with pytest.raises(SystemExit):
+            main(["--annotations", str(ann), "--predictions", str(preds), flag])
+        messages.append(capsys.readouterr().err)
+    assert messages[0] == messages[1] and "entry 4: hois[" in messages[0] and "is not a class" in messages[0]

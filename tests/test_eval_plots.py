@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from hoi_r1.eval_breakdown import breakdown
-from hoi_r1.eval_command import evaluate_files, main
+from hoi_r1.eval_command import main
+from hoi_r1.file_evaluation import evaluate_files
 from hoi_r1.pr_curves import precision_recall_curves
 from hoi_r1.readers.hico_det import write_hico_json
 from hoi_r1.sample import HOISample
