@@ -102,7 +102,7 @@ def time_commands(ann: Path, predictions: Path, protocol: str, repeats: int) -> 
     for _ in range(repeats):
         for helper in (False, True):
             runs[helper].append(time_command(ann, predictions, protocol, helper))
-    (wall, cpu), (inline_wall, inline_cpu) = (statistics.median_low(sorted(runs[h])) for h in (True, False))
+    (wall, cpu), (inline_wall, inline_cpu) = (statistics.median_low(runs[h]) for h in (True, False))
     return {"command_s": wall, "command_cpu_s": cpu, "command_no_helper_s": inline_wall,
             "command_no_helper_cpu_s": inline_cpu, "no_helper_over_helper": round(inline_wall / wall, 2),
             "command_runs_s": [w for w, _ in runs[True]], "command_no_helper_runs_s": [w for w, _ in runs[False]]}

@@ -178,6 +178,8 @@ class PredictionReader:
             score = np.array(scores, dtype=np.float64)
         except OverflowError:
             return None
+        if not (np.isfinite(xyxy).all() and np.isfinite(score).all()):  # the typed road checked its own
+            return None
         object_ids, verb_ids = _ids(objects, self.vocab.object_id), _ids(verbs, self.vocab.verb_id)
         if object_ids is None or verb_ids is None:
             return None
@@ -185,11 +187,9 @@ class PredictionReader:
 
     def _columns(self, index: list[int], sizes: list[int], human: np.ndarray, obj: np.ndarray, score: np.ndarray,
                  obj_ids: np.ndarray, verb_ids: np.ndarray) -> dict[int, dict] | None:
-        """Finite and class checks over the flat columns (``sizes[k]`` rows for entry
-        ``index[k]``), then one dict of tensors per entry (views of the flat tensors); ``None``
-        at the first failed check."""
-        if not (np.isfinite(human).all() and np.isfinite(obj).all() and np.isfinite(score).all()):
-            return None
+        """The class check over the flat columns (``sizes[k]`` rows for entry ``index[k]``, every
+        number finite), then one dict of tensors per entry (views of the flat tensors); ``None``
+        when a (verb, object) pair is no class."""
         classes = self._classes[verb_ids, obj_ids]
         if (classes < 0).any():
             return None
